@@ -1,0 +1,558 @@
+/*-------------------------------------------------------------------------
+ *
+ * expire.c
+ *	  The expiry core: the statements that find and expire due rows, and the
+ *	  SQL-callable expire_subscriptions().
+ *
+ * A row is due at cutoff T when its status is the active word and its
+ * expiry is at or before T minus the grace period.  The bound is computed
+ * once per run and compared with the bare column, so that an index on
+ * (status, expires_at) turns the search into a range scan, and the UPDATE
+ * stays a plain one that Citus can push down.
+ *
+ * The common case, with no due row locked by anyone else, is exactly one
+ * plain set-based UPDATE.  It runs in a subtransaction with lock_timeout set
+ * to subexpire.lock_wait, so that a row held locked by an application
+ * transaction for longer than that cannot stall the run: the UPDATE gives
+ * up, its work is undone, and the run falls back to the locked-rows path.
+ * That path expires every row it can lock at once (FOR NO KEY UPDATE SKIP
+ * LOCKED), comes back for the rows that were locked one by one while the
+ * lock_wait budget lasts, takes once more whatever has been released
+ * meanwhile, and counts what is still due and locked as skipped, to be
+ * recorded in the run's record and left for the next run.
+ *
+ * Every statement re-checks the due condition on the row version it
+ * changes (PostgreSQL's EvalPlanQual does so for an UPDATE that waited for
+ * a row), so a renewal committed while a run is in progress is never
+ * overwritten.
+ *
+ * IDENTIFICATION
+ *	  src/expire.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "subexpire.h"
+
+/*
+ * Parameters shared by every statement: $1 the expired word, $2 the active
+ * word, $3 the bound on the expiry column, $4 the run's time for the
+ * updated-at column, $5 a row's ctid (only in the one-row UPDATE).
+ */
+#define PARAM_COUNT 5
+
+typedef struct StatementParams
+{
+	Oid			types[PARAM_COUNT];
+	Datum		values[PARAM_COUNT];
+	char		nulls[PARAM_COUNT];
+} StatementParams;
+
+/*
+ * A statement prepared once per backend and kept until the text or the
+ * parameter types it was prepared for change, that is, until the
+ * configuration or the target's column types do.
+ */
+typedef struct CachedStatement
+{
+	char	   *sql;
+	Oid			types[PARAM_COUNT];
+	SPIPlanPtr	plan;
+} CachedStatement;
+
+static CachedStatement expire_statement;
+static CachedStatement count_statement;
+
+static void
+set_params(StatementParams *params, SubexpireTarget *target,
+		   TimestampTz as_of, TimestampTz run_time)
+{
+	TimestampTz bound = as_of;
+
+	if (subexpire_grace_period > 0)
+	{
+		bound = as_of - (TimestampTz) subexpire_grace_period * USECS_PER_SEC;
+		if (!IS_VALID_TIMESTAMP(bound))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("as_of minus subexpire.grace_period is out of range"),
+					 errhint("Pass a later as_of or set a shorter subexpire.grace_period.")));
+	}
+
+	params->types[0] = target->status_type;
+	params->types[1] = target->status_type;
+	params->types[2] = target->expires_type;
+	params->types[3] = OidIsValid(target->updated_type) ? target->updated_type : TIMESTAMPTZOID;
+	params->types[4] = TIDOID;
+
+	params->values[0] = target->expired_word;
+	params->values[1] = target->active_word;
+	params->values[2] = subexpire_timestamp_for_column(bound, target->expires_type);
+	params->values[3] = subexpire_timestamp_for_column(run_time, params->types[3]);
+	params->values[4] = (Datum) 0;
+
+	memset(params->nulls, ' ', PARAM_COUNT);
+	params->nulls[4] = 'n';
+}
+
+/* "status = $2 AND expires_at <= $3", operators pinned to pg_catalog. */
+static void
+append_due_condition(StringInfo sql, SubexpireTarget *target)
+{
+	appendStringInfo(sql, "%s OPERATOR(pg_catalog.=) $2 AND %s OPERATOR(pg_catalog.<=) $3",
+					 target->status_column, target->expires_column);
+}
+
+/* "UPDATE rel SET status = $1, updated_at = $4 WHERE " */
+static void
+append_update_head(StringInfo sql, SubexpireTarget *target,
+				   const char *relation, bool only)
+{
+	appendStringInfo(sql, "UPDATE %s%s SET %s = $1", only ? "ONLY " : "",
+					 relation, target->status_column);
+	if (target->updated_column != NULL)
+		appendStringInfo(sql, ", %s = $4", target->updated_column);
+	appendStringInfoString(sql, " WHERE ");
+}
+
+/*
+ * The prepared plan for "sql", preparing it when it is not cached.  Plans
+ * are re-planned with the actual parameter values on each run
+ * (CURSOR_OPT_CUSTOM_PLAN): how many rows are due decides between an index
+ * range scan and a sequential scan, and a generic plan would have to guess.
+ */
+static SPIPlanPtr
+cached_plan(CachedStatement *statement, const char *sql,
+			const StatementParams *params)
+{
+	SPIPlanPtr	plan;
+
+	if (statement->plan != NULL &&
+		strcmp(statement->sql, sql) == 0 &&
+		memcmp(statement->types, params->types, sizeof(params->types)) == 0)
+		return statement->plan;
+
+	plan = SPI_prepare_cursor(sql, PARAM_COUNT, (Oid *) params->types,
+							  CURSOR_OPT_CUSTOM_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep the plan of \"%s\"", sql);
+
+	if (statement->plan != NULL)
+	{
+		SPI_freeplan(statement->plan);
+		pfree(statement->sql);
+	}
+	statement->plan = plan;
+	statement->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	memcpy(statement->types, params->types, sizeof(params->types));
+	return plan;
+}
+
+static int64
+count_due_rows(SubexpireTarget *target, StatementParams *params)
+{
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int			rc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s WHERE ",
+					 target->qualified_name);
+	append_due_condition(&sql, target);
+	plan = cached_plan(&count_statement, sql.data, params);
+
+	rc = SPI_execute_plan(plan, params->values, params->nulls, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "counting due rows failed: %s", SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Number of rows due at as_of.  Reads only: serves dry runs, the
+ * max_expired_per_run guard and monitoring.  The caller is connected to SPI.
+ */
+int64
+subexpire_count_due(SubexpireTarget *target, TimestampTz as_of)
+{
+	StatementParams params;
+
+	set_params(&params, target, as_of, as_of);
+	return count_due_rows(target, &params);
+}
+
+/*
+ * Execute plan with lock_timeout set to timeout_ms, in a subtransaction.
+ * Returns false, with the statement's work undone, when it gave up waiting
+ * for a row lock (lock timeout or deadlock); true, with the number of rows
+ * it changed in *processed, when it ran.  Any other error propagates.
+ */
+static bool
+execute_with_lock_wait(SPIPlanPtr plan, StatementParams *params,
+					   int timeout_ms, uint64 *processed)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	bool		ran = true;
+	char		timeout[32];
+
+	snprintf(timeout, sizeof(timeout), "%d", Max(timeout_ms, 1));
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller_context);
+	PG_TRY();
+	{
+		int			guc_level = NewGUCNestLevel();
+		int			rc;
+
+		(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+								 false);
+		rc = SPI_execute_plan(plan, params->values, params->nulls, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "expiring due rows failed: %s",
+				 SPI_result_code_string(rc));
+		*processed = SPI_processed;
+		AtEOXact_GUC(true, guc_level);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
+			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ran = false;
+	}
+	PG_END_TRY();
+
+	return ran;
+}
+
+/*
+ * The tables that hold the target's rows: the table itself, its
+ * inheritance children, or a partitioned table's leaf partitions.
+ */
+static List *
+heap_tables(SubexpireTarget *target)
+{
+	List	   *all = find_all_inheritors(target->relid, RowExclusiveLock, NULL);
+	List	   *tables = NIL;
+	ListCell   *lc;
+
+	foreach(lc, all)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (get_rel_relkind(relid) == RELKIND_RELATION)
+			tables = lappend(tables,
+							 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+														get_rel_name(relid)));
+	}
+	return tables;
+}
+
+/* Expire every due row of one table that nobody else holds locked. */
+static uint64
+expire_unlocked_rows(SubexpireTarget *target, const char *table,
+					 StatementParams *params)
+{
+	StringInfoData sql;
+	int			rc;
+
+	initStringInfo(&sql);
+	append_update_head(&sql, target, table, true);
+	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY ");
+	appendStringInfoString(&sql, table);
+	appendStringInfoString(&sql, " WHERE ");
+	append_due_condition(&sql, target);
+	appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
+	append_due_condition(&sql, target);
+
+	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
+							   params->values, params->nulls, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "expiring unlocked rows failed: %s",
+			 SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/*
+ * Come back for the due rows of one table that were locked, one at a time,
+ * waiting for each while the run's lock-wait budget (until deadline) lasts.
+ */
+static uint64
+expire_locked_rows(SubexpireTarget *target, const char *table,
+				   StatementParams *params, TimestampTz deadline)
+{
+	StringInfoData sql;
+	SPIPlanPtr	one_row;
+	SPITupleTable *candidates;
+	uint64		ncandidates;
+	uint64		expired = 0;
+	int			rc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", table);
+	append_due_condition(&sql, target);
+	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
+							   params->values, params->nulls, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "finding locked rows failed: %s",
+			 SPI_result_code_string(rc));
+	candidates = SPI_tuptable;
+	ncandidates = SPI_processed;
+	if (ncandidates == 0)
+		return 0;
+
+	resetStringInfo(&sql);
+	append_update_head(&sql, target, table, true);
+	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) $5 AND ");
+	append_due_condition(&sql, target);
+	one_row = SPI_prepare(sql.data, PARAM_COUNT, params->types);
+	if (one_row == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
+			 SPI_result_code_string(SPI_result));
+
+	for (uint64 i = 0; i < ncandidates; i++)
+	{
+		long		wait_ms;
+		uint64		processed;
+		bool		isnull;
+
+		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+												  deadline);
+		if (wait_ms <= 0)
+			break;
+
+		params->values[4] = SPI_getbinval(candidates->vals[i],
+										  candidates->tupdesc, 1, &isnull);
+		params->nulls[4] = ' ';
+		if (execute_with_lock_wait(one_row, params, (int) wait_ms, &processed))
+			expired += processed;
+	}
+	params->nulls[4] = 'n';
+
+	SPI_freeplan(one_row);
+	SPI_freetuptable(candidates);
+	return expired;
+}
+
+/*
+ * The locked-rows path: see the file header.  Returns the rows it expired,
+ * and in *skipped the due rows still locked at the end.
+ */
+static uint64
+expire_around_locks(SubexpireTarget *target, StatementParams *params,
+					int64 *skipped)
+{
+	List	   *tables = heap_tables(target);
+	TimestampTz deadline;
+	uint64		expired = 0;
+	ListCell   *lc;
+
+	foreach(lc, tables)
+		expired += expire_unlocked_rows(target, lfirst(lc), params);
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   subexpire_lock_wait);
+	foreach(lc, tables)
+		expired += expire_locked_rows(target, lfirst(lc), params, deadline);
+
+	/*
+	 * Rows released since, and rows that a committed update moved to a new
+	 * version (so that the one-row UPDATE no longer found them by ctid).
+	 */
+	foreach(lc, tables)
+		expired += expire_unlocked_rows(target, lfirst(lc), params);
+
+	*skipped = count_due_rows(target, params);
+	return expired;
+}
+
+/*
+ * Expire every row of the target due at as_of, setting the updated-at
+ * column (when configured) to run_time, in the current transaction.  The
+ * caller is connected to SPI and has resolved the target for update.
+ */
+SubexpireRunResult
+subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
+					 TimestampTz run_time)
+{
+	SubexpireRunResult result = {0, 0};
+	StatementParams params;
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+	uint64		processed;
+
+	set_params(&params, target, as_of, run_time);
+
+	initStringInfo(&sql);
+	append_update_head(&sql, target, target->qualified_name, false);
+	append_due_condition(&sql, target);
+	plan = cached_plan(&expire_statement, sql.data, &params);
+
+	if (execute_with_lock_wait(plan, &params, subexpire_lock_wait, &processed))
+		result.expired_count = (int64) processed;
+	else
+		result.expired_count = (int64) expire_around_locks(target, &params,
+														   &result.skipped_locked);
+
+	if (result.skipped_locked > 0)
+		ereport(WARNING,
+				(errmsg("%lld due subscriptions in %s were left active because other transactions held them locked",
+						(long long) result.skipped_locked,
+						target->qualified_name),
+				 errdetail("The run waited %d ms for them in all (subexpire.lock_wait).",
+						   subexpire_lock_wait),
+				 errhint("The next run expires them; the count is in subexpire_runs.skipped_locked.")));
+	return result;
+}
+
+/* Refuse a run that would expire more rows than the guard allows. */
+static void
+check_max_expired(int64 count, TimestampTz as_of)
+{
+	if (subexpire_max_expired_per_run > 0 &&
+		count > subexpire_max_expired_per_run)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("refusing to expire %lld subscriptions, more than subexpire.max_expired_per_run (%d)",
+						(long long) count, subexpire_max_expired_per_run),
+				 errdetail("Nothing was changed.  %lld subscriptions are due at %s.",
+						   (long long) count, timestamptz_to_str(as_of)),
+				 errhint("Check the clock and the expiry data.  If the number is right, raise subexpire.max_expired_per_run, or set it to 0 for this run.")));
+}
+
+PG_FUNCTION_INFO_V1(expire_subscriptions);
+
+/*
+ * expire_subscriptions(as_of timestamptz, dry_run boolean)
+ *		RETURNS TABLE (expired_count bigint, processed_at timestamptz)
+ *
+ * Expires every subscription due at as_of in the caller's transaction,
+ * with the caller's rights, and records the run; with dry_run, only counts
+ * them.  Not STRICT, so that a NULL argument gets an error that says which
+ * one, rather than an empty result that looks like "nothing was due".
+ */
+Datum
+expire_subscriptions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz as_of;
+	bool		dry_run;
+	TimestampTz started_at = GetCurrentTimestamp();
+	SubexpireTarget *target;
+	SubexpireRunResult result = {0, 0};
+	TupleDesc	tupdesc;
+	Tuplestorestate *tupstore;
+	MemoryContext caller_context;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("as_of must not be NULL"),
+				 errhint("Pass the cutoff time, or leave as_of out to use now().")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("dry_run must not be NULL"),
+				 errhint("Pass true to count due subscriptions without expiring them, or leave dry_run out.")));
+	as_of = PG_GETARG_TIMESTAMPTZ(0);
+	dry_run = PG_GETARG_BOOL(1);
+
+	if (TIMESTAMP_NOT_FINITE(as_of))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("as_of must be a finite time, not %s",
+						timestamptz_to_str(as_of)),
+				 errhint("Pass the cutoff time, or leave as_of out to use now().")));
+
+	if (!dry_run && RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot expire subscriptions on a hot standby"),
+				 errdetail("A standby is read-only; the job runs on the primary."),
+				 errhint("Call expire_subscriptions() on the primary, or pass dry_run => true to count due subscriptions here.")));
+	if (!dry_run && XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot expire subscriptions in a read-only transaction"),
+				 errhint("Call expire_subscriptions() in a read-write transaction, or pass dry_run => true to count due subscriptions.")));
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("expire_subscriptions() must be called where a set can be returned")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	target = subexpire_resolve_target(!dry_run);
+	if (dry_run)
+		result.expired_count = subexpire_count_due(target, as_of);
+	else
+	{
+		if (subexpire_max_expired_per_run > 0)
+			check_max_expired(subexpire_count_due(target, as_of), as_of);
+		result = subexpire_expire_due(target, as_of, started_at);
+		/* Rows that became due while the run went on count too. */
+		check_max_expired(result.expired_count, as_of);
+		(void) subexpire_record_run("manual", as_of, started_at,
+									GetCurrentTimestamp(), "succeeded",
+									&result, NULL);
+	}
+
+	SPI_finish();
+
+	/* One row: (expired_count, processed_at). */
+	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupstore = tuplestore_begin_heap(false, false, work_mem);
+	values[0] = Int64GetDatum(result.expired_count);
+	values[1] = TimestampTzGetDatum(as_of);
+	tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = tupstore;
+	rsinfo->setDesc = tupdesc;
+	MemoryContextSwitchTo(caller_context);
+
+	return (Datum) 0;
+}

@@ -1,0 +1,193 @@
+/*-------------------------------------------------------------------------
+ *
+ * subexpire.c
+ *	  Module initialisation and settings of the subexpire extension.
+ *
+ * Every setting is defined here with a check hook, so that a value that
+ * cannot work (a table name that is not one, an empty status word) is
+ * refused when it is set, naming the setting and the accepted form, rather
+ * than failing later inside a run.  What can only be checked against the
+ * catalog (does the table exist, what type is the column) is checked when
+ * a run starts, by src/target.c.
+ *
+ * IDENTIFICATION
+ *	  src/subexpire.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "subexpire.h"
+
+PG_MODULE_MAGIC;
+
+#if PG_VERSION_NUM < 160000
+void		_PG_init(void);
+#endif
+
+#if PG_VERSION_NUM < 150000
+#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
+#endif
+
+char	   *subexpire_target_table = NULL;
+char	   *subexpire_status_column = NULL;
+char	   *subexpire_expires_column = NULL;
+char	   *subexpire_updated_column = NULL;
+char	   *subexpire_active_status = NULL;
+char	   *subexpire_expired_status = NULL;
+int			subexpire_grace_period = 0;
+int			subexpire_batch_size = 10000;
+int			subexpire_max_expired_per_run = 0;
+int			subexpire_lock_wait = 1000;
+
+/*
+ * How many dot-separated SQL identifiers "value" is made of, or -1 when it
+ * does not parse as such.  Quoting follows SQL: "Odd Name" keeps its case
+ * and spaces, an unquoted name is folded to lower case.  Anything else (a
+ * semicolon, a second word, an unbalanced quote) does not parse, so that a
+ * setting shaped like SQL never reaches a statement.
+ */
+static int
+identifier_count(const char *value)
+{
+	char	   *copy = pstrdup(value);
+	List	   *parts = NIL;
+	int			count = -1;
+
+	if (SplitIdentifierString(copy, '.', &parts))
+		count = list_length(parts);
+	list_free(parts);
+	pfree(copy);
+	return count;
+}
+
+static bool
+check_table_name(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && identifier_count(*newval) == 2)
+		return true;
+	GUC_check_errdetail("The value must be a schema-qualified table name, such as public.subscriptions.");
+	GUC_check_errhint("Quote a name that has capitals, spaces or dots in it with double quotes, as in SQL: 'billing.\"Subscriptions\"'.");
+	return false;
+}
+
+static bool
+check_column_name(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && identifier_count(*newval) == 1)
+		return true;
+	GUC_check_errdetail("The value must be one column name, such as status.");
+	GUC_check_errhint("Quote a name that has capitals or spaces in it with double quotes, as in SQL.");
+	return false;
+}
+
+/* As check_column_name, but empty means "no such column". */
+static bool
+check_optional_column_name(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] == '\0')
+		return true;
+	return check_column_name(newval, extra, source);
+}
+
+static bool
+check_status_word(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0')
+		return true;
+	GUC_check_errdetail("A status word must not be empty.");
+	return false;
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("subexpire.target_table",
+							   "Table whose due subscriptions are expired.",
+							   "A table name, optionally schema-qualified; plain or partitioned.",
+							   &subexpire_target_table,
+							   "public.subscriptions",
+							   PGC_SUSET, 0,
+							   check_table_name, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.status_column",
+							   "Column holding the subscription's status.",
+							   "Its type may be text, varchar, char, an enum or a domain over one of them.",
+							   &subexpire_status_column,
+							   "status",
+							   PGC_SUSET, 0,
+							   check_column_name, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.expires_column",
+							   "Column holding the time the subscription expires.",
+							   "Its type may be timestamptz, timestamp or date; NULL never expires.",
+							   &subexpire_expires_column,
+							   "expires_at",
+							   PGC_SUSET, 0,
+							   check_column_name, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.updated_column",
+							   "Column set to the time of the run on each expired row.",
+							   "Empty: no column is set.",
+							   &subexpire_updated_column,
+							   "updated_at",
+							   PGC_SUSET, 0,
+							   check_optional_column_name, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.active_status",
+							   "Status word of a subscription that is active.",
+							   NULL,
+							   &subexpire_active_status,
+							   "active",
+							   PGC_SUSET, 0,
+							   check_status_word, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.expired_status",
+							   "Status word given to a subscription when it expires.",
+							   NULL,
+							   &subexpire_expired_status,
+							   "expired",
+							   PGC_SUSET, 0,
+							   check_status_word, NULL, NULL);
+
+	DefineCustomIntVariable("subexpire.grace_period",
+							"Time after its expiry at which a subscription becomes due.",
+							"A row is due when its expiry plus this period is at or before the cutoff.",
+							&subexpire_grace_period,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("subexpire.batch_size",
+							"Rows expired per transaction when the background worker runs.",
+							NULL,
+							&subexpire_batch_size,
+							10000, 1, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("subexpire.max_expired_per_run",
+							"A run that would expire more rows than this refuses and changes nothing.",
+							"0 means no limit.  A guard against a wrong clock or bad data.",
+							&subexpire_max_expired_per_run,
+							0, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("subexpire.lock_wait",
+							"How long a run waits, in all, for due rows that other transactions hold locked.",
+							"Rows still locked after this are left for the next run and counted in the run's record.",
+							&subexpire_lock_wait,
+							1000, 1, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("subexpire");
+}

@@ -1,0 +1,75 @@
+/*-------------------------------------------------------------------------
+ *
+ * subexpire.h
+ *	  Declarations shared by the files of the subexpire extension: the
+ *	  settings, the description of the target table, the expiry core and
+ *	  the run records.
+ *
+ * IDENTIFICATION
+ *	  src/subexpire.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SUBEXPIRE_H
+#define SUBEXPIRE_H
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+/* Settings (src/subexpire.c); see DESIGN.md for what each one means. */
+extern char *subexpire_target_table;
+extern char *subexpire_status_column;
+extern char *subexpire_expires_column;
+extern char *subexpire_updated_column;
+extern char *subexpire_active_status;
+extern char *subexpire_expired_status;
+extern int	subexpire_grace_period;
+extern int	subexpire_batch_size;
+extern int	subexpire_max_expired_per_run;
+extern int	subexpire_lock_wait;
+
+/*
+ * The target table as the current settings describe it, checked against the
+ * catalog (src/target.c).  The words and bounds are Datums of the columns'
+ * own types, so that the statements compare like with like and an index on
+ * the columns serves them.
+ */
+typedef struct SubexpireTarget
+{
+	Oid			relid;
+	char		relkind;
+	char	   *qualified_name; /* quoted, ready to paste into SQL */
+	char	   *status_column;	/* quoted */
+	char	   *expires_column; /* quoted */
+	char	   *updated_column; /* quoted, or NULL when none is configured */
+	Oid			status_type;
+	Oid			expires_type;
+	Oid			updated_type;
+	Datum		active_word;
+	Datum		expired_word;
+} SubexpireTarget;
+
+extern SubexpireTarget *subexpire_resolve_target(bool for_update);
+extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type);
+
+/* What one run did (src/expire.c). */
+typedef struct SubexpireRunResult
+{
+	int64		expired_count;
+	int64		skipped_locked;
+} SubexpireRunResult;
+
+extern int64 subexpire_count_due(SubexpireTarget *target, TimestampTz as_of);
+extern SubexpireRunResult subexpire_expire_due(SubexpireTarget *target,
+											   TimestampTz as_of,
+											   TimestampTz run_time);
+
+/* Run records in the subexpire_runs table (src/runs.c). */
+extern int64 subexpire_record_run(const char *trigger, TimestampTz as_of,
+								  TimestampTz started_at,
+								  TimestampTz finished_at,
+								  const char *status,
+								  const SubexpireRunResult *result,
+								  const char *error);
+
+#endif							/* SUBEXPIRE_H */

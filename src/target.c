@@ -1,0 +1,362 @@
+/*-------------------------------------------------------------------------
+ *
+ * target.c
+ *	  Resolve the target table that the settings describe, and check it
+ *	  against the catalog before a run touches it.
+ *
+ * The settings name a table, three columns and two status words.  Before a
+ * run, each is looked up and checked: the table exists and is a table, the
+ * columns exist and have types the expiry rule can work with, the words are
+ * values the status column can hold, and the caller may update the table.
+ * A problem is reported with an error that names the setting at fault and
+ * says how to fix it, before anything has changed.  These are a handful of
+ * syscache lookups, cheap enough to repeat on every run, so that a table
+ * dropped and recreated, or an enum whose labels changed, is never served
+ * from a stale description.
+ *
+ * IDENTIFICATION
+ *	  src/target.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/varlena.h"
+
+#include "subexpire.h"
+
+/*
+ * The identifier a column setting names, with SQL's quoting rules applied
+ * (the check hook has made sure that it parses).
+ */
+static char *
+setting_identifier(const char *value)
+{
+	char	   *copy = pstrdup(value);
+	List	   *parts = NIL;
+
+	if (!SplitIdentifierString(copy, '.', &parts) || list_length(parts) != 1)
+		elog(ERROR, "setting value \"%s\" is not an identifier", value);
+	return (char *) linitial(parts);
+}
+
+static const char *
+relkind_description(char relkind)
+{
+	switch (relkind)
+	{
+		case RELKIND_VIEW:
+			return "a view";
+		case RELKIND_MATVIEW:
+			return "a materialized view";
+		case RELKIND_FOREIGN_TABLE:
+			return "a foreign table";
+		case RELKIND_SEQUENCE:
+			return "a sequence";
+		case RELKIND_INDEX:
+		case RELKIND_PARTITIONED_INDEX:
+			return "an index";
+		case RELKIND_COMPOSITE_TYPE:
+			return "a composite type";
+		default:
+			return "not a table";
+	}
+}
+
+/*
+ * Look up the table named by subexpire.target_table and lock it as the
+ * statements that follow will, so that it cannot be dropped or altered
+ * between this check and the run.
+ */
+static Oid
+lookup_table(bool for_update, char *relkind)
+{
+	char	   *copy = pstrdup(subexpire_target_table);
+	List	   *names = NIL;
+	RangeVar   *rv;
+	Oid			relid;
+
+	/* The check hook has made sure that the setting is schema.table. */
+	if (!SplitIdentifierString(copy, '.', &names) || list_length(names) != 2)
+		elog(ERROR, "subexpire.target_table \"%s\" is not a qualified name",
+			 subexpire_target_table);
+	rv = makeRangeVar(linitial(names), lsecond(names), -1);
+
+	relid = RangeVarGetRelid(rv, for_update ? RowExclusiveLock : AccessShareLock,
+							 true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s named by subexpire.target_table does not exist",
+						subexpire_target_table),
+				 errhint("Create the table, or set subexpire.target_table to the schema-qualified name of the subscriptions table.")));
+
+	*relkind = get_rel_relkind(relid);
+	if (*relkind != RELKIND_RELATION && *relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s named by subexpire.target_table is not a table",
+						subexpire_target_table),
+				 errdetail("It is %s; subexpire updates rows of a plain or partitioned table.",
+						   relkind_description(*relkind)),
+				 errhint("Set subexpire.target_table to the table that holds the subscriptions.")));
+	return relid;
+}
+
+/*
+ * Find the column that a setting names.  Returns its number and type (the
+ * base type when the column is of a domain, in *base_type) and its quoted
+ * name.
+ */
+static AttrNumber
+lookup_column(const SubexpireTarget *target, const char *setting,
+			  const char *value, Oid *type, Oid *base_type, char **quoted)
+{
+	char	   *name = setting_identifier(value);
+	AttrNumber	attnum = get_attnum(target->relid, name);
+	int32		typmod;
+	Oid			collation;
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" named by %s does not exist in table %s",
+						name, setting, target->qualified_name),
+				 errhint("Set %s to the name of an existing column of %s.",
+						 setting, target->qualified_name)));
+
+	get_atttypetypmodcoll(target->relid, attnum, type, &typmod, &collation);
+	*base_type = getBaseType(*type);
+	*quoted = pstrdup(quote_identifier(name));
+	return attnum;
+}
+
+static void
+require_timestamp_type(const SubexpireTarget *target, const char *setting,
+					   const char *column, Oid type, Oid base_type)
+{
+	if (base_type == TIMESTAMPTZOID || base_type == TIMESTAMPOID ||
+		base_type == DATEOID)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("column %s named by %s has type %s",
+					column, setting, format_type_be(type)),
+			 errdetail("The column must be of type timestamp with time zone, timestamp or date."),
+			 errhint("Set %s to a column of one of those types in %s.",
+					 setting, target->qualified_name)));
+}
+
+/*
+ * Convert a status word from its setting to a value of the status column's
+ * type, with that type's own input function, so that an enum label that
+ * does not exist, a word too long for a varchar(n), or one that a domain's
+ * check refuses, is caught here.  The conversion runs in a subtransaction
+ * so that the type's error can be reported as one about the setting.
+ */
+static Datum
+status_word_datum(const SubexpireTarget *target, const char *setting,
+				  const char *word, Oid type, int32 typmod)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	Oid			input_function;
+	Oid			io_param;
+	Datum		result = (Datum) 0;
+
+	getTypeInputInfo(type, &input_function, &io_param);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller_context);
+	PG_TRY();
+	{
+		result = OidInputFunctionCall(input_function, (char *) word,
+									  io_param, typmod);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s \"%s\" is not a value that column %s of %s can hold",
+						setting, word, target->status_column,
+						target->qualified_name),
+				 errdetail("The column's type %s refused it: %s.",
+						   format_type_with_typemod(type, typmod),
+						   edata->message),
+				 errhint("Set %s to a status word that the column can hold, or change the column's type.",
+						 setting)));
+	}
+	PG_END_TRY();
+
+	return result;
+}
+
+/*
+ * Refuse a caller who may not update the status column (and the updated-at
+ * column) of the target, with a hint that names the grant to make.  The
+ * statements would fail anyway; this says why in the subscription job's
+ * terms, before anything has been done.
+ */
+static void
+check_update_privilege(const SubexpireTarget *target, AttrNumber status_attnum,
+					   AttrNumber updated_attnum)
+{
+	Oid			role = GetUserId();
+
+	if (pg_class_aclcheck(target->relid, role, ACL_UPDATE) == ACLCHECK_OK)
+		return;
+	if (pg_attribute_aclcheck(target->relid, status_attnum, role,
+							  ACL_UPDATE) == ACLCHECK_OK &&
+		(updated_attnum == InvalidAttrNumber ||
+		 pg_attribute_aclcheck(target->relid, updated_attnum, role,
+							   ACL_UPDATE) == ACLCHECK_OK))
+		return;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to expire subscriptions in table %s",
+					target->qualified_name),
+			 errdetail("expire_subscriptions() runs with the rights of its caller, and role \"%s\" may not update that table.",
+					   GetUserNameFromId(role, false)),
+			 errhint("GRANT SELECT, UPDATE ON %s TO %s;",
+					 target->qualified_name,
+					 quote_identifier(GetUserNameFromId(role, false)))));
+}
+
+/*
+ * Resolve the target that the settings describe.  With for_update, the
+ * table is locked for the UPDATE to come and the caller must be allowed to
+ * make it; without, only read (a dry run, or counting due rows).
+ */
+SubexpireTarget *
+subexpire_resolve_target(bool for_update)
+{
+	SubexpireTarget *target = palloc0(sizeof(SubexpireTarget));
+	AttrNumber	status_attnum;
+	AttrNumber	expires_attnum;
+	AttrNumber	updated_attnum = InvalidAttrNumber;
+	Oid			type;
+	Oid			base_type;
+	int32		status_typmod;
+	Oid			collation;
+
+	target->relid = lookup_table(for_update, &target->relkind);
+	target->qualified_name =
+		quote_qualified_identifier(get_namespace_name(get_rel_namespace(target->relid)),
+								   get_rel_name(target->relid));
+
+	status_attnum = lookup_column(target, "subexpire.status_column",
+								  subexpire_status_column,
+								  &target->status_type, &base_type,
+								  &target->status_column);
+	if (base_type != TEXTOID && base_type != VARCHAROID &&
+		base_type != BPCHAROID && !type_is_enum(base_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column %s named by subexpire.status_column has type %s",
+						target->status_column,
+						format_type_be(target->status_type)),
+				 errdetail("The status column must be of type text, varchar, char, an enum, or a domain over one of them."),
+				 errhint("Set subexpire.status_column to the column that holds the subscription's status.")));
+
+	expires_attnum = lookup_column(target, "subexpire.expires_column",
+								   subexpire_expires_column,
+								   &type, &target->expires_type,
+								   &target->expires_column);
+	require_timestamp_type(target, "subexpire.expires_column",
+						   target->expires_column, type, target->expires_type);
+	if (expires_attnum == status_attnum)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subexpire.status_column and subexpire.expires_column both name column %s",
+						target->status_column),
+				 errhint("Set them to two different columns.")));
+
+	if (subexpire_updated_column[0] != '\0')
+	{
+		updated_attnum = lookup_column(target, "subexpire.updated_column",
+									   subexpire_updated_column,
+									   &type, &target->updated_type,
+									   &target->updated_column);
+		require_timestamp_type(target, "subexpire.updated_column",
+							   target->updated_column, type,
+							   target->updated_type);
+		if (updated_attnum == status_attnum || updated_attnum == expires_attnum)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("subexpire.updated_column names column %s, which is also the status or expiry column",
+							target->updated_column),
+					 errhint("Set subexpire.updated_column to another column, or to '' to set none.")));
+	}
+
+	if (strcmp(subexpire_active_status, subexpire_expired_status) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subexpire.active_status and subexpire.expired_status are both \"%s\"",
+						subexpire_active_status),
+				 errhint("Set them to the two different status words that the application uses.")));
+
+	get_atttypetypmodcoll(target->relid, status_attnum, &type,
+						  &status_typmod, &collation);
+	target->active_word = status_word_datum(target, "subexpire.active_status",
+											subexpire_active_status,
+											target->status_type,
+											status_typmod);
+	target->expired_word = status_word_datum(target, "subexpire.expired_status",
+											 subexpire_expired_status,
+											 target->status_type,
+											 status_typmod);
+
+	if (for_update)
+		check_update_privilege(target, status_attnum, updated_attnum);
+
+	return target;
+}
+
+/*
+ * A point in time as a value of a timestamp-like column's type.  A
+ * timestamp without time zone or a date is read in the session's TimeZone,
+ * as PostgreSQL's own casts do, so that the comparison is one of like
+ * types: an index on the column serves it, and no per-row conversion runs.
+ */
+Datum
+subexpire_timestamp_for_column(TimestampTz ts, Oid column_type)
+{
+	switch (column_type)
+	{
+		case TIMESTAMPTZOID:
+			return TimestampTzGetDatum(ts);
+		case TIMESTAMPOID:
+			return DirectFunctionCall1(timestamptz_timestamp,
+									   TimestampTzGetDatum(ts));
+		case DATEOID:
+			return DirectFunctionCall1(timestamptz_date,
+									   TimestampTzGetDatum(ts));
+	}
+	elog(ERROR, "unexpected column type %u", column_type);
+	return (Datum) 0;			/* keep compiler quiet */
+}
