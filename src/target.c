@@ -37,6 +37,9 @@
 
 #include "subexpire.h"
 
+#define STATUS_TYPES "text, varchar, char, an enum, or a domain over one of them"
+#define TIMESTAMP_TYPES "timestamp with time zone, timestamp or date, or a domain over one of them"
+
 /*
  * The identifier a column setting names, with SQL's quoting rules applied
  * (the check hook has made sure that it parses).
@@ -115,14 +118,31 @@ lookup_table(bool for_update, char *relkind)
 	return relid;
 }
 
+static bool
+is_status_type(Oid base_type)
+{
+	return base_type == TEXTOID || base_type == VARCHAROID ||
+		base_type == BPCHAROID || type_is_enum(base_type);
+}
+
+static bool
+is_timestamp_type(Oid base_type)
+{
+	return base_type == TIMESTAMPTZOID || base_type == TIMESTAMPOID ||
+		base_type == DATEOID;
+}
+
 /*
- * Find the column that a setting names.  Returns its number and type (the
- * base type when the column is of a domain, in *base_type) and its quoted
- * name.
+ * Find the column that a setting names and check that its type is one that
+ * type_ok accepts (types_accepted says which, for the error).  Returns its
+ * number, its type and base type (they differ for a domain), and its
+ * quoted name.
  */
 static AttrNumber
 lookup_column(const SubexpireTarget *target, const char *setting,
-			  const char *value, Oid *type, Oid *base_type, char **quoted)
+			  const char *value, bool (*type_ok) (Oid),
+			  const char *types_accepted,
+			  Oid *type, Oid *base_type, char **quoted)
 {
 	char	   *name = setting_identifier(value);
 	AttrNumber	attnum = get_attnum(target->relid, name);
@@ -139,24 +159,17 @@ lookup_column(const SubexpireTarget *target, const char *setting,
 
 	get_atttypetypmodcoll(target->relid, attnum, type, &typmod, &collation);
 	*base_type = getBaseType(*type);
+	if (!type_ok(*base_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" named by %s has type %s",
+						name, setting, format_type_be(*type)),
+				 errdetail("The column must be of type %s.", types_accepted),
+				 errhint("Set %s to a column of one of those types in %s.",
+						 setting, target->qualified_name)));
+
 	*quoted = pstrdup(quote_identifier(name));
 	return attnum;
-}
-
-static void
-require_timestamp_type(const SubexpireTarget *target, const char *setting,
-					   const char *column, Oid type, Oid base_type)
-{
-	if (base_type == TIMESTAMPTZOID || base_type == TIMESTAMPOID ||
-		base_type == DATEOID)
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_DATATYPE_MISMATCH),
-			 errmsg("column %s named by %s has type %s",
-					column, setting, format_type_be(type)),
-			 errdetail("The column must be of type timestamp with time zone, timestamp or date."),
-			 errhint("Set %s to a column of one of those types in %s.",
-					 setting, target->qualified_name)));
 }
 
 /*
@@ -215,36 +228,46 @@ status_word_datum(const SubexpireTarget *target, const char *setting,
 	return result;
 }
 
+static bool
+may_use_column(Oid relid, AttrNumber attnum, Oid role, AclMode mode)
+{
+	return pg_class_aclcheck(relid, role, mode) == ACLCHECK_OK ||
+		pg_attribute_aclcheck(relid, attnum, role, mode) == ACLCHECK_OK;
+}
+
 /*
- * Refuse a caller who may not update the status column (and the updated-at
- * column) of the target, with a hint that names the grant to make.  The
- * statements would fail anyway; this says why in the subscription job's
- * terms, before anything has been done.
+ * Refuse a caller who may not read the status and expiry columns of the
+ * target or, with for_update, update its status and updated-at columns,
+ * with a hint that names the grant to make.  The statements would fail
+ * anyway; this says why in the job's terms, before anything has been done.
  */
 static void
-check_update_privilege(const SubexpireTarget *target, AttrNumber status_attnum,
-					   AttrNumber updated_attnum)
+check_privileges(const SubexpireTarget *target, bool for_update,
+				 AttrNumber status_attnum, AttrNumber expires_attnum,
+				 AttrNumber updated_attnum)
 {
 	Oid			role = GetUserId();
+	const char *role_name;
 
-	if (pg_class_aclcheck(target->relid, role, ACL_UPDATE) == ACLCHECK_OK)
-		return;
-	if (pg_attribute_aclcheck(target->relid, status_attnum, role,
-							  ACL_UPDATE) == ACLCHECK_OK &&
-		(updated_attnum == InvalidAttrNumber ||
-		 pg_attribute_aclcheck(target->relid, updated_attnum, role,
-							   ACL_UPDATE) == ACLCHECK_OK))
+	if (may_use_column(target->relid, status_attnum, role, ACL_SELECT) &&
+		may_use_column(target->relid, expires_attnum, role, ACL_SELECT) &&
+		(!for_update ||
+		 (may_use_column(target->relid, status_attnum, role, ACL_UPDATE) &&
+		  (updated_attnum == InvalidAttrNumber ||
+		   may_use_column(target->relid, updated_attnum, role, ACL_UPDATE)))))
 		return;
 
+	role_name = GetUserNameFromId(role, false);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to expire subscriptions in table %s",
+			 errmsg("permission denied to %s subscriptions in table %s",
+					for_update ? "expire" : "count due",
 					target->qualified_name),
-			 errdetail("expire_subscriptions() runs with the rights of its caller, and role \"%s\" may not update that table.",
-					   GetUserNameFromId(role, false)),
-			 errhint("GRANT SELECT, UPDATE ON %s TO %s;",
-					 target->qualified_name,
-					 quote_identifier(GetUserNameFromId(role, false)))));
+			 errdetail("expire_subscriptions() runs with the rights of its caller, and role \"%s\" may not %s that table.",
+					   role_name, for_update ? "read and update" : "read"),
+			 errhint("GRANT %s ON %s TO %s;",
+					 for_update ? "SELECT, UPDATE" : "SELECT",
+					 target->qualified_name, quote_identifier(role_name))));
 }
 
 /*
@@ -270,41 +293,22 @@ subexpire_resolve_target(bool for_update)
 								   get_rel_name(target->relid));
 
 	status_attnum = lookup_column(target, "subexpire.status_column",
-								  subexpire_status_column,
-								  &target->status_type, &base_type,
-								  &target->status_column);
-	if (base_type != TEXTOID && base_type != VARCHAROID &&
-		base_type != BPCHAROID && !type_is_enum(base_type))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("column %s named by subexpire.status_column has type %s",
-						target->status_column,
-						format_type_be(target->status_type)),
-				 errdetail("The status column must be of type text, varchar, char, an enum, or a domain over one of them."),
-				 errhint("Set subexpire.status_column to the column that holds the subscription's status.")));
-
+								  subexpire_status_column, is_status_type,
+								  STATUS_TYPES, &target->status_type,
+								  &base_type, &target->status_column);
 	expires_attnum = lookup_column(target, "subexpire.expires_column",
 								   subexpire_expires_column,
+								   is_timestamp_type, TIMESTAMP_TYPES,
 								   &type, &target->expires_type,
 								   &target->expires_column);
-	require_timestamp_type(target, "subexpire.expires_column",
-						   target->expires_column, type, target->expires_type);
-	if (expires_attnum == status_attnum)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("subexpire.status_column and subexpire.expires_column both name column %s",
-						target->status_column),
-				 errhint("Set them to two different columns.")));
 
 	if (subexpire_updated_column[0] != '\0')
 	{
 		updated_attnum = lookup_column(target, "subexpire.updated_column",
 									   subexpire_updated_column,
+									   is_timestamp_type, TIMESTAMP_TYPES,
 									   &type, &target->updated_type,
 									   &target->updated_column);
-		require_timestamp_type(target, "subexpire.updated_column",
-							   target->updated_column, type,
-							   target->updated_type);
 		if (updated_attnum == status_attnum || updated_attnum == expires_attnum)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -331,8 +335,8 @@ subexpire_resolve_target(bool for_update)
 											 target->status_type,
 											 status_typmod);
 
-	if (for_update)
-		check_update_privilege(target, status_attnum, updated_attnum);
+	check_privileges(target, for_update, status_attnum, expires_attnum,
+					 updated_attnum);
 
 	return target;
 }
