@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# scripts/demo.sh: see subexpire expire subscriptions, on a throwaway cluster.
+#
+# Installs what it needs (Debian packages), builds and installs the
+# extension, starts a PostgreSQL cluster of its own in a temporary
+# directory (on a unix socket there, nothing on the network), creates the
+# reference schema with sample subscriptions, and runs the job: a dry run,
+# the run, and a second run that finds nothing left.  The cluster is
+# removed at the end; pass --keep to keep it and get the psql command to
+# connect to it.  Works as root or as a user with sudo.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/common.sh"
+
+keep=no
+[ "${1:-}" = "--keep" ] && keep=yes
+
+ensure_packages
+build_and_install
+
+bindir=/usr/lib/postgresql/$PG_MAJOR/bin
+dir=$(mktemp -d /tmp/subexpire-demo.XXXXXX)
+port=$(free_port)
+[ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+
+cleanup() {
+    if [ "$keep" = no ]; then
+        as_pg_user "$bindir/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+        rm -rf "$dir"
+    fi
+}
+trap cleanup EXIT
+
+echo "== starting a throwaway cluster in $dir (port $port, unix socket only)"
+as_pg_user "$bindir/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$dir'
+port = $port
+shared_preload_libraries = 'subexpire'
+timezone = 'UTC'
+CONF
+[ "$(id -u)" -eq 0 ] && chown postgres: "$dir/data/postgresql.conf"
+as_pg_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+
+psql_demo() {
+    as_pg_user "$bindir/psql" -X -q -h "$dir" -p "$port" -U postgres -d postgres \
+        -v ON_ERROR_STOP=1 -P footer=off "$@"
+}
+
+echo "== the reference schema, with 1,000 sample subscriptions"
+psql_demo <<'SQL'
+CREATE EXTENSION subexpire;
+CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), email text NOT NULL);
+CREATE TABLE public.subscriptions (
+    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id    uuid NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
+    plan       varchar(20) NOT NULL DEFAULT 'free',
+    status     varchar(20) NOT NULL DEFAULT 'inactive',
+    expires_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ix_subscriptions_status_expires_at ON subscriptions (status, expires_at);
+
+-- Of 1,000 users: 600 active (150 of them past their expiry), 100 active
+-- with no expiry, 150 already expired, 100 inactive, 50 pending.
+WITH u AS (
+    INSERT INTO users (email)
+    SELECT 'user' || n || '@example.com' FROM generate_series(1, 1000) AS n
+    RETURNING id, right(email, -4) AS rest
+), numbered AS (
+    SELECT id, split_part(rest, '@', 1)::int AS n FROM u
+)
+INSERT INTO subscriptions (user_id, plan, status, expires_at, created_at, updated_at)
+SELECT id,
+       CASE WHEN n % 3 = 0 THEN 'premium' ELSE 'free' END,
+       CASE WHEN n <= 700 THEN 'active' WHEN n <= 850 THEN 'expired'
+            WHEN n <= 950 THEN 'inactive' ELSE 'pending' END,
+       CASE WHEN n <= 150 THEN now() - n * interval '2 hours'        -- due
+            WHEN n <= 600 THEN now() + n * interval '1 hour'         -- later
+            WHEN n <= 700 THEN NULL                                  -- never
+            ELSE now() - interval '30 days' END,
+       now() - interval '1 year', now() - interval '1 year'
+FROM numbered;
+SQL
+
+psql_demo -c "SELECT status, count(*) AS subscriptions,
+                     count(*) FILTER (WHERE status = 'active' AND expires_at <= now()) AS due_now
+              FROM subscriptions GROUP BY status ORDER BY status"
+
+echo "== a dry run counts what is due and changes nothing"
+psql_demo -c "SELECT * FROM expire_subscriptions(dry_run => true)"
+
+echo "== the job: SELECT * FROM expire_subscriptions();"
+psql_demo -c "SELECT * FROM expire_subscriptions()"
+psql_demo -c "SELECT status, count(*) AS subscriptions FROM subscriptions GROUP BY status ORDER BY status"
+
+echo "== run again right away: nothing left to expire"
+psql_demo -c "SELECT * FROM expire_subscriptions()"
+
+echo "== every run leaves a record"
+psql_demo -c "SELECT run_id, trigger, status, expired_count, skipped_locked,
+                     finished_at - started_at AS duration
+              FROM subexpire_runs ORDER BY run_id"
+
+if [ "$keep" = yes ]; then
+    echo "== the cluster is kept; connect with:"
+    echo "   $( [ "$(id -u)" -eq 0 ] && echo 'runuser -u postgres -- ' )$bindir/psql -h $dir -p $port -U postgres postgres"
+    echo "   stop it with: $bindir/pg_ctl -D $dir/data stop"
+fi
+echo "== done"
