@@ -182,7 +182,8 @@ count_due_rows(SubexpireTarget *target, StatementParams *params)
 	append_due_condition(&sql, target);
 	plan = cached_plan(&count_statement, sql.data, params);
 
-	rc = SPI_execute_plan(plan, params->values, params->nulls, true, 1);
+	/* Not read-only: the count must see the rows this run has just expired. */
+	rc = SPI_execute_plan(plan, params->values, params->nulls, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "counting due rows failed: %s", SPI_result_code_string(rc));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -433,12 +434,14 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 
 	if (result.skipped_locked > 0)
 		ereport(WARNING,
-				(errmsg("%lld due subscriptions in %s were left active because other transactions held them locked",
-						(long long) result.skipped_locked,
-						target->qualified_name),
-				 errdetail("The run waited %d ms for them in all (subexpire.lock_wait).",
+				(errmsg_plural("%lld due subscription in %s was left active because another transaction held it locked",
+							   "%lld due subscriptions in %s were left active because other transactions held them locked",
+							   (unsigned long) result.skipped_locked,
+							   (long long) result.skipped_locked,
+							   target->qualified_name),
+				 errdetail("The run waited up to subexpire.lock_wait (%d ms) for locked rows, then went on without them.",
 						   subexpire_lock_wait),
-				 errhint("The next run expires them; the count is in subexpire_runs.skipped_locked.")));
+				 errhint("The next run tries again; subexpire_runs.skipped_locked records the count.")));
 	return result;
 }
 
