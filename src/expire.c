@@ -79,6 +79,7 @@ typedef struct CachedStatement
 
 static CachedStatement expire_statement;
 static CachedStatement count_statement;
+static CachedStatement probe_statement;
 
 static void
 set_params(StatementParams *params, SubexpireTarget *target,
@@ -188,6 +189,33 @@ count_due_rows(SubexpireTarget *target, StatementParams *params)
 		elog(ERROR, "counting due rows failed: %s", SPI_result_code_string(rc));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Is any row due?  A LIMIT 1 probe plans as a plain index scan, which
+ * stops at the first due row and marks the index entries of dead row
+ * versions as it passes them; so a run with nothing due costs an index
+ * descent, also right after a large run, before VACUUM, when a bitmap scan
+ * chosen on stale statistics would visit every page of the dead versions.
+ */
+static bool
+any_due_rows(SubexpireTarget *target, StatementParams *params)
+{
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+	int			rc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT 1 FROM %s WHERE ", target->qualified_name);
+	append_due_condition(&sql, target);
+	appendStringInfoString(&sql, " LIMIT 1");
+	plan = cached_plan(&probe_statement, sql.data, params);
+
+	rc = SPI_execute_plan(plan, params->values, params->nulls, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "probing for due rows failed: %s",
+			 SPI_result_code_string(rc));
+	return SPI_processed > 0;
 }
 
 /*
@@ -420,6 +448,9 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 	uint64		processed;
 
 	set_params(&params, target, as_of, run_time);
+
+	if (!any_due_rows(target, &params))
+		return result;
 
 	initStringInfo(&sql);
 	append_update_head(&sql, target, target->qualified_name, false);
