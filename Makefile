@@ -5,6 +5,7 @@ MODULE_big = subexpire
 OBJS = \
 	src/expire.o \
 	src/runs.o \
+	src/schedule.o \
 	src/subexpire.o \
 	src/target.o
 PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
@@ -12,7 +13,7 @@ PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 DATA = sql/subexpire--1.0.sql
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup expire config partitioned plan locked errors privileges security
+REGRESS = setup expire config partitioned plan locked schedule errors privileges security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out

@@ -44,3 +44,15 @@ COMMENT ON FUNCTION expire_subscriptions(timestamptz, boolean) IS
 
 -- The caller needs EXECUTE, granted explicitly, and UPDATE on the target.
 REVOKE ALL ON FUNCTION expire_subscriptions(timestamptz, boolean) FROM PUBLIC;
+
+CREATE FUNCTION subexpire_next_runs(
+    schedule text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    after    timestamptz DEFAULT pg_catalog.now(),
+    count    integer DEFAULT 5)
+RETURNS SETOF timestamptz
+AS 'MODULE_PATHNAME', 'subexpire_next_runs'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION subexpire_next_runs(text, text, timestamptz, integer) IS
+    'the next times a schedule fires (NULL: subexpire.schedule in subexpire.timezone), as the worker computes them';

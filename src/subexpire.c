@@ -24,6 +24,7 @@
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
+#include "schedule.h"
 #include "subexpire.h"
 
 PG_MODULE_MAGIC;
@@ -46,6 +47,12 @@ int			subexpire_grace_period = 0;
 int			subexpire_batch_size = 10000;
 int			subexpire_max_expired_per_run = 0;
 int			subexpire_lock_wait = 1000;
+bool		subexpire_enabled = true;
+char	   *subexpire_schedule = NULL;
+char	   *subexpire_timezone = NULL;
+char	   *subexpire_database = NULL;
+char	   *subexpire_role = NULL;
+bool		subexpire_catch_up = true;
 
 /*
  * How many dot-separated SQL identifiers "value" is made of, or -1 when it
@@ -103,6 +110,39 @@ check_status_word(char **newval, void **extra, GucSource source)
 	if (*newval != NULL && (*newval)[0] != '\0')
 		return true;
 	GUC_check_errdetail("A status word must not be empty.");
+	return false;
+}
+
+static bool
+check_schedule(char **newval, void **extra, GucSource source)
+{
+	SubexpireSchedule schedule;
+	char	   *error;
+
+	if (*newval != NULL && subexpire_parse_schedule(*newval, &schedule, &error))
+		return true;
+	GUC_check_errdetail("%s.", *newval == NULL ? "no schedule" : error);
+	GUC_check_errhint("%s", SUBEXPIRE_SCHEDULE_FORMS);
+	return false;
+}
+
+static bool
+check_timezone(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && subexpire_lookup_zone(*newval) != NULL)
+		return true;
+	GUC_check_errdetail("There is no time zone called \"%s\".",
+						*newval == NULL ? "" : *newval);
+	GUC_check_errhint("%s", SUBEXPIRE_ZONE_FORMS);
+	return false;
+}
+
+static bool
+check_database(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0')
+		return true;
+	GUC_check_errdetail("The worker needs the name of the database that holds the subscriptions.");
 	return false;
 }
 
@@ -188,6 +228,54 @@ _PG_init(void)
 							1000, 1, 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("subexpire.enabled",
+							 "Whether the background worker runs the job on its schedule.",
+							 NULL,
+							 &subexpire_enabled,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.schedule",
+							   "When the background worker runs the job.",
+							   SUBEXPIRE_SCHEDULE_FORMS,
+							   &subexpire_schedule,
+							   "0 2 * * *",
+							   PGC_SIGHUP, 0,
+							   check_schedule, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.timezone",
+							   "Time zone in which the schedule's cron fields are read.",
+							   NULL,
+							   &subexpire_timezone,
+							   "UTC",
+							   PGC_SIGHUP, 0,
+							   check_timezone, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.database",
+							   "Database the background worker runs the job in.",
+							   NULL,
+							   &subexpire_database,
+							   "postgres",
+							   PGC_SIGHUP, 0,
+							   check_database, NULL, NULL);
+
+	DefineCustomStringVariable("subexpire.role",
+							   "Role the background worker runs the job as.",
+							   "Empty: the bootstrap superuser.",
+							   &subexpire_role,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("subexpire.catch_up",
+							 "Run once at start-up if a scheduled time passed while nothing ran.",
+							 NULL,
+							 &subexpire_catch_up,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("subexpire");
 }

@@ -27,6 +27,12 @@ extern int	subexpire_grace_period;
 extern int	subexpire_batch_size;
 extern int	subexpire_max_expired_per_run;
 extern int	subexpire_lock_wait;
+extern bool subexpire_enabled;
+extern char *subexpire_schedule;
+extern char *subexpire_timezone;
+extern char *subexpire_database;
+extern char *subexpire_role;
+extern bool subexpire_catch_up;
 
 /*
  * The target table as the current settings describe it, checked against the

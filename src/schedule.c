@@ -1,0 +1,607 @@
+/*-------------------------------------------------------------------------
+ *
+ * schedule.c
+ *	  The schedule: parse subexpire.schedule and compute when it next fires.
+ *
+ * A schedule is a 5-field cron expression (minute, hour, day of month,
+ * month, day of week), one of the macros @hourly, @daily, @midnight,
+ * @weekly, @monthly, @yearly and @annually, or "N seconds" (1 to 59).
+ *
+ * Cron fields are matched against wall-clock time in a time zone, read with
+ * PostgreSQL's own time zone code.  Each scheduled wall-clock time fires
+ * once: a time skipped by a forward jump fires at the first instant after
+ * the jump, and a time repeated by a backward jump fires at its first
+ * occurrence.  As in Vixie cron, when both day fields are restricted (do
+ * not start with '*'), a day matches when either matches.
+ *
+ * "N seconds" fires at the instants that are whole multiples of N seconds
+ * since the Unix epoch, so that its times are the same whoever computes
+ * them.
+ *
+ * The parser does not ereport: it returns a message, so that the setting's
+ * check hook and subexpire_next_runs() can each report it in their own way.
+ * subexpire_next_runs(), at the end of this file, lets a user preview a
+ * schedule and the tests pin its rules without waiting for the clock.
+ *
+ * IDENTIFICATION
+ *	  src/schedule.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "schedule.h"
+#include "subexpire.h"
+
+/* How far ahead to look for a matching day: every leap day is within it. */
+#define SEARCH_DAYS (12 * 366)
+
+typedef struct CronField
+{
+	const char *name;
+	int			min;
+	int			max;
+	const char *const *names;	/* names of the values from min, or NULL */
+} CronField;
+
+static const char *const month_names[] = {
+	"jan", "feb", "mar", "apr", "may", "jun",
+	"jul", "aug", "sep", "oct", "nov", "dec", NULL
+};
+
+static const char *const weekday_names[] = {
+	"sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL
+};
+
+static const CronField cron_fields[5] = {
+	{"minute", 0, 59, NULL},
+	{"hour", 0, 23, NULL},
+	{"day-of-month", 1, 31, NULL},
+	{"month", 1, 12, month_names},
+	{"day-of-week", 0, 7, weekday_names},	/* 7 is Sunday too */
+};
+
+static const struct
+{
+	const char *name;
+	const char *cron;
+}			macros[] = {
+	{"@yearly", "0 0 1 1 *"},
+	{"@annually", "0 0 1 1 *"},
+	{"@monthly", "0 0 1 * *"},
+	{"@weekly", "0 0 * * 0"},
+	{"@daily", "0 0 * * *"},
+	{"@midnight", "0 0 * * *"},
+	{"@hourly", "0 * * * *"},
+};
+
+/*
+ * Read one value of a field at *p: a number, or a name where the field has
+ * names.  Returns false, with *error set, when there is none or it is out
+ * of the field's range.
+ */
+static bool
+parse_value(const char **p, const CronField *field, const char *item,
+			int *value, char **error)
+{
+	const char *s = *p;
+
+	if (isdigit((unsigned char) *s))
+	{
+		long		v = 0;
+
+		while (isdigit((unsigned char) *s))
+		{
+			v = v * 10 + (*s - '0');
+			if (v > 1000)
+				break;
+			s++;
+		}
+		if (isdigit((unsigned char) *s) || v < field->min || v > field->max)
+		{
+			*error = psprintf("%s field \"%s\": values must be from %d to %d",
+							  field->name, item, field->min, field->max);
+			return false;
+		}
+		*value = (int) v;
+		*p = s;
+		return true;
+	}
+
+	if (field->names != NULL && isalpha((unsigned char) *s))
+	{
+		for (int i = 0; field->names[i] != NULL; i++)
+		{
+			if (pg_strncasecmp(s, field->names[i], 3) == 0 &&
+				!isalpha((unsigned char) s[3]))
+			{
+				*value = field->min + i;
+				*p = s + 3;
+				return true;
+			}
+		}
+	}
+
+	if (field->names != NULL)
+		*error = psprintf("%s field \"%s\": expected a number from %d to %d or a three-letter name such as %s",
+						  field->name, item, field->min, field->max,
+						  field->names[0]);
+	else
+		*error = psprintf("%s field \"%s\": expected a number from %d to %d",
+						  field->name, item, field->min, field->max);
+	return false;
+}
+
+/*
+ * Parse one cron field (a comma-separated list of items: "*", a value, a
+ * range "a-b", each optionally followed by "/step") into a bit set.
+ */
+static bool
+parse_field(const char *text, const CronField *field, uint64 *bits,
+			bool *restricted, char **error)
+{
+	char	   *copy = pstrdup(text);
+	char	   *item;
+	char	   *save;
+
+	*bits = 0;
+	*restricted = (text[0] != '*');
+
+	if (text[0] == ',' || text[strlen(text) - 1] == ',' ||
+		strstr(text, ",,") != NULL)
+	{
+		*error = psprintf("%s field \"%s\": a list must not have an empty item",
+						  field->name, text);
+		return false;
+	}
+
+	for (item = strtok_r(copy, ",", &save); item != NULL;
+		 item = strtok_r(NULL, ",", &save))
+	{
+		const char *p = item;
+		int			first;
+		int			last;
+		int			step = 1;
+
+		if (*p == '*')
+		{
+			first = field->min;
+			last = field->max;
+			p++;
+		}
+		else
+		{
+			if (!parse_value(&p, field, item, &first, error))
+				return false;
+			last = first;
+			if (*p == '-')
+			{
+				p++;
+				if (!parse_value(&p, field, item, &last, error))
+					return false;
+				if (last < first)
+				{
+					*error = psprintf("%s field \"%s\": a range must run from the lower value to the higher",
+									  field->name, item);
+					return false;
+				}
+			}
+			else if (*p == '/')
+				last = field->max;	/* "a/step": from a to the end */
+		}
+
+		if (*p == '/')
+		{
+			long		s = 0;
+
+			p++;
+			if (!isdigit((unsigned char) *p))
+			{
+				*error = psprintf("%s field \"%s\": a step must be a whole number after \"/\"",
+								  field->name, item);
+				return false;
+			}
+			while (isdigit((unsigned char) *p) && s <= 1000)
+				s = s * 10 + (*p++ - '0');
+			if (s < 1 || s > field->max - field->min + 1 ||
+				isdigit((unsigned char) *p))
+			{
+				*error = psprintf("%s field \"%s\": a step must be from 1 to %d",
+								  field->name, item,
+								  field->max - field->min + 1);
+				return false;
+			}
+			step = (int) s;
+		}
+
+		if (*p != '\0')
+		{
+			*error = psprintf("%s field \"%s\": unexpected \"%s\"",
+							  field->name, item, p);
+			return false;
+		}
+
+		for (int v = first; v <= last; v += step)
+			*bits |= UINT64CONST(1) << v;
+	}
+
+	if (*bits == 0)
+	{
+		*error = psprintf("%s field \"%s\" is empty", field->name, text);
+		return false;
+	}
+	pfree(copy);
+	return true;
+}
+
+/* "N seconds" (or "N second"), N from 1 to 59. */
+static bool
+parse_seconds(const char *text, SubexpireSchedule *schedule, char **error,
+			  bool *matched)
+{
+	const char *p = text;
+	long		n = 0;
+
+	*matched = false;
+	if (!isdigit((unsigned char) *p))
+		return false;
+	while (isdigit((unsigned char) *p) && n <= 1000)
+		n = n * 10 + (*p++ - '0');
+	while (isdigit((unsigned char) *p))
+		p++;
+	if (!isspace((unsigned char) *p))
+		return false;
+	while (isspace((unsigned char) *p))
+		p++;
+	if (pg_strcasecmp(p, "seconds") != 0 && pg_strcasecmp(p, "second") != 0)
+		return false;
+
+	*matched = true;
+	if (n < 1 || n > 59)
+	{
+		*error = psprintf("\"%s\": the seconds form takes from 1 to 59 seconds; for longer intervals use a cron expression such as \"*/5 * * * *\"",
+						  text);
+		return false;
+	}
+	schedule->interval_seconds = (int) n;
+	return true;
+}
+
+/*
+ * Parse a schedule.  Returns false, with *error set to a message that names
+ * the part that is wrong, when it does not parse.
+ */
+bool
+subexpire_parse_schedule(const char *text, SubexpireSchedule *schedule,
+						 char **error)
+{
+	char	   *copy;
+	char	   *start;
+	char	   *end;
+	char	   *fields[5];
+	int			nfields = 0;
+	char	   *save;
+	char	   *token;
+	uint64		bits[5];
+	bool		restricted[5];
+	bool		matched;
+
+	memset(schedule, 0, sizeof(SubexpireSchedule));
+
+	/* Trim surrounding white space. */
+	copy = pstrdup(text);
+	for (start = copy; isspace((unsigned char) *start); start++)
+		;
+	end = start + strlen(start);
+	while (end > start && isspace((unsigned char) end[-1]))
+		*--end = '\0';
+
+	if (*start == '\0')
+	{
+		*error = pstrdup("the schedule is empty");
+		return false;
+	}
+
+	if (*start == '@')
+	{
+		for (int i = 0; i < lengthof(macros); i++)
+			if (pg_strcasecmp(start, macros[i].name) == 0)
+				return subexpire_parse_schedule(macros[i].cron, schedule, error);
+		*error = psprintf("\"%s\" is not a known macro; the macros are @hourly, @daily, @midnight, @weekly, @monthly, @yearly and @annually",
+						  start);
+		return false;
+	}
+
+	if (parse_seconds(start, schedule, error, &matched) || matched)
+		return matched && schedule->interval_seconds > 0;
+
+	for (token = strtok_r(start, " \t\r\n", &save); token != NULL;
+		 token = strtok_r(NULL, " \t\r\n", &save))
+	{
+		if (nfields == 5)
+		{
+			nfields++;
+			break;
+		}
+		fields[nfields++] = token;
+	}
+	if (nfields != 5)
+	{
+		*error = psprintf("\"%s\" has %s5 fields; a cron schedule has exactly 5: minute hour day-of-month month day-of-week",
+						  text, nfields > 5 ? "more than " : "fewer than ");
+		return false;
+	}
+
+	for (int i = 0; i < 5; i++)
+		if (!parse_field(fields[i], &cron_fields[i], &bits[i], &restricted[i],
+						 error))
+			return false;
+
+	schedule->minutes = bits[0];
+	schedule->hours = (uint32) bits[1];
+	schedule->days_of_month = (uint32) bits[2];
+	schedule->months = (uint16) bits[3];
+	/* 7 is Sunday, as 0 is. */
+	schedule->days_of_week = (uint8) ((bits[4] | (bits[4] >> 7)) & 0x7F);
+	schedule->day_of_month_restricted = restricted[2];
+	schedule->day_of_week_restricted = restricted[4];
+	pfree(copy);
+	return true;
+}
+
+/*
+ * The time zone called "name", or NULL when there is none by that name (or
+ * it counts leap seconds, which timestamps do not).
+ */
+pg_tz *
+subexpire_lookup_zone(const char *name)
+{
+	pg_tz	   *tz = pg_tzset(name);
+
+	if (tz == NULL || !pg_tz_acceptable(tz))
+		return NULL;
+	return tz;
+}
+
+/* Seconds east of UTC of zone tz at instant t. */
+static int
+utc_offset(TimestampTz t, pg_tz *tz)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			seconds_west;
+
+	if (timestamp2tm(t, &seconds_west, &tm, &fsec, NULL, tz) != 0)
+		return 0;				/* out of range: the caller gives up there */
+	return -seconds_west;
+}
+
+/*
+ * The instant at which wall-clock time "local" (microseconds since
+ * 2000-01-01 00:00 on the wall clock) occurs in tz: for a time repeated by
+ * a backward jump, its first occurrence; for a time skipped by a forward
+ * jump, the instant of the jump.  Offsets a day before and a day after
+ * bracket any single transition near it.
+ */
+static TimestampTz
+wall_clock_instant(Timestamp local, pg_tz *tz)
+{
+	int			offset_before = utc_offset(local - USECS_PER_DAY, tz);
+	int			offset_after = utc_offset(local + USECS_PER_DAY, tz);
+	TimestampTz with_before = local - (TimestampTz) offset_before * USECS_PER_SEC;
+	TimestampTz with_after = local - (TimestampTz) offset_after * USECS_PER_SEC;
+	bool		before_valid = utc_offset(with_before, tz) == offset_before;
+	bool		after_valid = utc_offset(with_after, tz) == offset_after;
+	TimestampTz low;
+	TimestampTz high;
+
+	if (before_valid && after_valid)
+		return Min(with_before, with_after);
+	if (before_valid)
+		return with_before;
+	if (after_valid)
+		return with_after;
+
+	/*
+	 * Skipped: the jump lies between the two readings.  Find its instant,
+	 * to the second, by bisection: the offset there is offset_after.
+	 */
+	low = Min(with_before, with_after);
+	high = Max(with_before, with_after);
+	while (high - low > USECS_PER_SEC)
+	{
+		TimestampTz middle = low + (high - low) / 2;
+
+		middle -= middle % USECS_PER_SEC;
+		if (middle <= low)
+			break;
+		if (utc_offset(middle, tz) == offset_after)
+			high = middle;
+		else
+			low = middle;
+	}
+	return high;
+}
+
+static bool
+day_matches(const SubexpireSchedule *schedule, int julian_day)
+{
+	int			year;
+	int			month;
+	int			day;
+	bool		dom;
+	bool		dow;
+
+	j2date(julian_day, &year, &month, &day);
+	if ((schedule->months & (1 << month)) == 0)
+		return false;
+	dom = (schedule->days_of_month & (((uint32) 1) << day)) != 0;
+	dow = (schedule->days_of_week & (1 << j2day(julian_day))) != 0;
+	if (schedule->day_of_month_restricted && schedule->day_of_week_restricted)
+		return dom || dow;
+	return dom && dow;
+}
+
+/*
+ * The first time after "after" at which the schedule fires, reading cron
+ * fields in zone tz; DT_NOEND when it never does (such as "0 0 30 2 *").
+ */
+TimestampTz
+subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
+				   TimestampTz after)
+{
+	const int64 unix_epoch = (int64) (UNIX_EPOCH_JDATE - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY;
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			seconds_west;
+	int			first_day;
+
+	if (TIMESTAMP_NOT_FINITE(after))
+		return DT_NOEND;
+
+	if (schedule->interval_seconds > 0)
+	{
+		int64		step = (int64) schedule->interval_seconds * USECS_PER_SEC;
+		int64		since_epoch = after - unix_epoch;
+		int64		periods = since_epoch / step;
+
+		if (since_epoch < 0 && since_epoch % step != 0)
+			periods--;			/* floor, for times before 1970 */
+		return unix_epoch + (periods + 1) * step;
+	}
+
+	/* Start from the wall-clock day of "after" (and the day before it). */
+	if (timestamp2tm(after, &seconds_west, &tm, &fsec, NULL, tz) != 0)
+		return DT_NOEND;
+	first_day = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) - 1;
+
+	for (int julian_day = first_day; julian_day < first_day + SEARCH_DAYS;
+		 julian_day++)
+	{
+		Timestamp	midnight;
+
+		if (!day_matches(schedule, julian_day))
+			continue;
+		midnight = (Timestamp) (julian_day - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY;
+		if (!IS_VALID_TIMESTAMP(midnight) ||
+			!IS_VALID_TIMESTAMP(midnight + 2 * USECS_PER_DAY))
+			return DT_NOEND;
+
+		for (int hour = 0; hour < 24; hour++)
+		{
+			if ((schedule->hours & (((uint32) 1) << hour)) == 0)
+				continue;
+			for (int minute = 0; minute < 60; minute++)
+			{
+				TimestampTz instant;
+
+				if ((schedule->minutes & (UINT64CONST(1) << minute)) == 0)
+					continue;
+				instant = wall_clock_instant(midnight +
+											 (hour * 60 + minute) * USECS_PER_MINUTE,
+											 tz);
+				if (instant > after)
+					return instant;
+			}
+		}
+	}
+	return DT_NOEND;
+}
+
+/*
+ * subexpire_next_runs(schedule text, timezone text, after timestamptz,
+ *					   count int) RETURNS SETOF timestamptz
+ *
+ * The next "count" times the schedule fires after "after", computed by the
+ * code the worker uses; NULL schedule or timezone: the current settings.
+ * A schedule that never fires returns no rows.
+ */
+PG_FUNCTION_INFO_V1(subexpire_next_runs);
+
+Datum
+subexpire_next_runs(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const char *schedule_text;
+	const char *zone_name;
+	SubexpireSchedule schedule;
+	pg_tz	   *tz;
+	TimestampTz after;
+	int32		count;
+	char	   *error;
+	Tuplestorestate *tupstore;
+	TupleDesc	tupdesc;
+	MemoryContext caller_context;
+
+	schedule_text = PG_ARGISNULL(0) ? subexpire_schedule : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	zone_name = PG_ARGISNULL(1) ? subexpire_timezone : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", PG_ARGISNULL(2) ? "after" : "count"),
+				 errhint("Leave it out to use the default.")));
+	after = PG_GETARG_TIMESTAMPTZ(2);
+	count = PG_GETARG_INT32(3);
+
+	if (!subexpire_parse_schedule(schedule_text, &schedule, &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid schedule \"%s\"", schedule_text),
+				 errdetail("%s.", error),
+				 errhint("%s", SUBEXPIRE_SCHEDULE_FORMS)));
+	tz = subexpire_lookup_zone(zone_name);
+	if (tz == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid time zone \"%s\"", zone_name),
+				 errhint("%s", SUBEXPIRE_ZONE_FORMS)));
+	if (count < 0 || count > 100000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("count must be from 0 to 100000, not %d", count)));
+	if (TIMESTAMP_NOT_FINITE(after))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("after must be a finite time")));
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("subexpire_next_runs() must be called where a set can be returned")));
+
+	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	tupdesc = CreateTemplateTupleDesc(1);
+	TupleDescInitEntry(tupdesc, (AttrNumber) 1, "subexpire_next_runs",
+					   TIMESTAMPTZOID, -1, 0);
+	tupstore = tuplestore_begin_heap(false, false, work_mem);
+	for (int i = 0; i < count; i++)
+	{
+		Datum		value;
+		bool		isnull = false;
+
+		after = subexpire_next_run(&schedule, tz, after);
+		if (TIMESTAMP_NOT_FINITE(after))
+			break;
+		value = TimestampTzGetDatum(after);
+		tuplestore_putvalues(tupstore, tupdesc, &value, &isnull);
+	}
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = tupstore;
+	rsinfo->setDesc = tupdesc;
+	MemoryContextSwitchTo(caller_context);
+
+	return (Datum) 0;
+}
