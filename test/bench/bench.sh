@@ -1,0 +1,521 @@
+#!/usr/bin/env bash
+#
+# test/bench/bench.sh: how fast is expire_subscriptions(), against the
+# physical limit (one plain set-based UPDATE) and against what an
+# application-side job does (one UPDATE per row from the client)?
+#
+# It creates a throwaway PostgreSQL cluster of its own (initdb into a temp
+# directory, unix socket only; run as the postgres user when invoked as
+# root), loads the reference schema of DESIGN.md with --rows subscriptions,
+# --due of them due at the fixed cutoff 2026-06-01 00:00+00, and times, in
+# pairs whose order alternates:
+#   (a)  SELECT * FROM expire_subscriptions(as_of)          all due rows
+#   (b)  UPDATE subscriptions SET status = 'expired', updated_at = now()
+#        WHERE status = 'active' AND expires_at <= as_of     all due rows
+#   (c)  a row-at-a-time loop from the client (psql reads a generated file:
+#        SELECT the due ids, then one UPDATE ... WHERE id = '...' per row,
+#        each a round trip, all in one transaction)          --loop-rows rows
+#   (a') expire_subscriptions() on the same --loop-rows rows (cutoff chosen
+#        so that exactly those rows are due)
+# and then (d) expire_subscriptions() with nothing due, right after a run,
+# with the plan of its due search.  Before every timed run the table is
+# rebuilt to the same starting state (VACUUM ANALYZE, CHECKPOINT); after
+# every timed run the changed rows are checked against the due rows, and
+# any difference fails the benchmark.  Prints a plain-text and a markdown
+# table of medians and ratios, with the machine it ran on.
+#
+# Run (the extension must be installed: make && make install):
+#   test/bench/bench.sh                          # 1M rows, 20% due, 3 pairs
+#   test/bench/bench.sh --rows 20000 --due 0.2 --pairs 1   # CI smoke size
+# Options: --rows N, --due F, --pairs K, --loop-rows M, --keep (leave the
+# cluster running and its directory in place).  PG_CONFIG selects the
+# PostgreSQL installation (default: pg_config on PATH).
+
+# Single quotes around backquotes and psql backslash commands are meant.
+# shellcheck disable=SC2016,SC2028
+
+set -euo pipefail
+
+ROWS=1000000
+DUE=0.2
+PAIRS=3
+LOOP_ROWS=20000
+KEEP=0
+AS_OF='2026-06-01 00:00:00+00'
+NOTHING_DUE_CALLS=20
+
+# Targets (informational: the benchmark fails on wrong results, not on
+# slow ones).
+TARGET_RATIO_RAW=1.15
+TARGET_NOTHING_DUE_MS=5
+TARGET_RATIO_LOOP=30
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+	sed -n '3,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	exit "${1:-0}"
+}
+
+die() {
+	echo "bench.sh: $*" >&2
+	exit 2
+}
+
+while [[ $# -gt 0 ]]; do
+	case $1 in
+		--rows) ROWS=${2:?--rows needs a value}; shift 2 ;;
+		--rows=*) ROWS=${1#*=}; shift ;;
+		--due) DUE=${2:?--due needs a value}; shift 2 ;;
+		--due=*) DUE=${1#*=}; shift ;;
+		--pairs) PAIRS=${2:?--pairs needs a value}; shift 2 ;;
+		--pairs=*) PAIRS=${1#*=}; shift ;;
+		--loop-rows) LOOP_ROWS=${2:?--loop-rows needs a value}; shift 2 ;;
+		--loop-rows=*) LOOP_ROWS=${1#*=}; shift ;;
+		--keep) KEEP=1; shift ;;
+		-h|--help) usage 0 ;;
+		*) echo "bench.sh: unknown option $1" >&2; usage 2 >&2 ;;
+	esac
+done
+
+[[ $ROWS =~ ^[0-9]+$ && $ROWS -ge 100 ]] || die "--rows must be an integer >= 100"
+[[ $PAIRS =~ ^[0-9]+$ && $PAIRS -ge 1 ]] || die "--pairs must be an integer >= 1"
+[[ $LOOP_ROWS =~ ^[0-9]+$ && $LOOP_ROWS -ge 1 ]] || die "--loop-rows must be an integer >= 1"
+[[ $DUE =~ ^(0?\.[0-9]+|0|1|1\.0*)$ ]] || die "--due must be a fraction between 0 and 1"
+DUE_COUNT=$(awk -v n="$ROWS" -v f="$DUE" 'BEGIN { printf "%d", n * f + 0.5 }')
+[[ $DUE_COUNT -ge 1 && $DUE_COUNT -lt $ROWS ]] ||
+	die "--due must leave at least one due and one not-due row ($DUE_COUNT of $ROWS due)"
+LOOP_NOTE=""
+if [[ $LOOP_ROWS -gt $DUE_COUNT ]]; then
+	LOOP_NOTE="(--loop-rows $LOOP_ROWS lowered to the $DUE_COUNT due rows)"
+	LOOP_ROWS=$DUE_COUNT
+fi
+
+PG_CONFIG=${PG_CONFIG:-pg_config}
+BINDIR=$("$PG_CONFIG" --bindir)
+[[ -x $BINDIR/initdb && -x $BINDIR/pg_ctl && -x $BINDIR/psql ]] ||
+	die "no initdb/pg_ctl/psql in $BINDIR"
+
+# The server refuses to run as root: run it as postgres then.  psql runs as
+# the invoking user and connects as the cluster's bootstrap superuser.
+if [[ $EUID -eq 0 ]]; then
+	RUNAS=(runuser -u postgres --)
+	DBUSER=postgres
+else
+	RUNAS=()
+	DBUSER=$(id -un)
+fi
+
+# Nothing from the caller's environment may change what psql does.
+unset PGOPTIONS PGSERVICE PGSERVICEFILE PGDATABASE PGHOST PGHOSTADDR PGPORT PGUSER || true
+export PGTZ=UTC PGAPPNAME=subexpire-bench
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/subexpire-bench.XXXXXX")
+DATA=$WORK/data
+LOG=$WORK/server.log
+STARTED=0
+if [[ $EUID -eq 0 ]]; then
+	chown postgres: "$WORK"
+fi
+
+cleanup() {
+	local rc=$?
+	trap - EXIT
+	if [[ $rc -ne 0 && -s $LOG ]]; then
+		echo "--- last lines of the server log ($LOG) ---" >&2
+		tail -n 20 "$LOG" >&2 || true
+	fi
+	if [[ $KEEP -eq 1 ]]; then
+		echo "kept: cluster in $DATA, running: $STARTED;" \
+			"connect: $BINDIR/psql -h $WORK -p ${PORT:-?} -U $DBUSER bench;" \
+			"stop and remove: ${RUNAS[*]} $BINDIR/pg_ctl -D $DATA stop && rm -rf $WORK" >&2
+	else
+		if [[ $STARTED -eq 1 ]]; then
+			"${RUNAS[@]}" "$BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
+		fi
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The socket lives in $WORK and no TCP port is opened, so any port number
+# is free for us; avoid one that a server in a default socket directory
+# uses, so that nobody connects to ours by mistake.
+PORT=
+for _ in $(seq 1 100); do
+	p=$((20000 + RANDOM % 40000))
+	if [[ ! -e /tmp/.s.PGSQL.$p && ! -e /var/run/postgresql/.s.PGSQL.$p ]]; then
+		PORT=$p
+		break
+	fi
+done
+[[ -n $PORT ]] || die "no free port found"
+
+psqlc() {
+	"$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" \
+		-U "$DBUSER" -d bench "$@"
+}
+
+fail() {
+	echo >&2
+	echo "BENCHMARK FAILED: $*" >&2
+	exit 1
+}
+
+# median of the arguments
+median() {
+	printf '%s\n' "$@" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# calc EXPR: floating-point arithmetic
+calc() {
+	awk "BEGIN { printf \"%.6f\", $1 }"
+}
+
+say() {
+	echo "$*"
+}
+
+# --- the cluster ------------------------------------------------------------
+
+"${RUNAS[@]}" "$BINDIR/initdb" -D "$DATA" -U "$DBUSER" --auth=trust \
+	--encoding=UTF8 --locale=C -N >"$WORK/initdb.log" 2>&1 ||
+	{ cat "$WORK/initdb.log" >&2; fail "initdb failed"; }
+
+SETTINGS="shared_buffers = 1GB
+max_wal_size = 4GB
+checkpoint_timeout = 1h
+autovacuum = off
+synchronous_commit = on
+timezone = 'UTC'"
+cat >>"$DATA/postgresql.conf" <<EOF
+
+# subexpire benchmark
+listen_addresses = ''
+unix_socket_directories = '$WORK'
+port = $PORT
+$SETTINGS
+EOF
+
+"${RUNAS[@]}" "$BINDIR/pg_ctl" -D "$DATA" -l "$LOG" -w -t 300 start >/dev/null ||
+	fail "the server did not start"
+STARTED=1
+
+"$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U "$DBUSER" \
+	-d postgres -c 'CREATE DATABASE bench'
+psqlc -c 'CREATE EXTENSION subexpire'
+# pg_prewarm (contrib) puts the table back into shared_buffers after each
+# restore; without it the table is in the OS page cache only.
+PREWARM=0
+if [[ $(psqlc -At -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_prewarm'") == 1 ]]; then
+	psqlc -c 'CREATE EXTENSION pg_prewarm'
+	PREWARM=1
+fi
+
+CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+RAM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
+PG_VERSION=$(psqlc -At -c 'SELECT version()')
+EXT_VERSION=$(psqlc -At -c "SELECT extversion FROM pg_extension WHERE extname = 'subexpire'")
+STORAGE=$(df -PT "$WORK" 2>/dev/null | awk 'NR == 2 { print $2 " (" $1 ")" }' || true)
+SERVER_SETTINGS=$(psqlc -At -F ' = ' -c "SELECT name, current_setting(name) FROM pg_settings
+	WHERE name IN ('shared_buffers', 'max_wal_size', 'checkpoint_timeout',
+	               'synchronous_commit', 'fsync', 'full_page_writes', 'wal_level',
+	               'autovacuum', 'jit', 'work_mem', 'lc_collate') ORDER BY name" | paste -sd ';' | sed 's/;/; /g')
+
+say "subexpire benchmark"
+say "  machine:  $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, ${RAM:-? RAM}, storage ${STORAGE:-?}"
+say "  server:   $PG_VERSION; subexpire $EXT_VERSION"
+say "  cluster:  throwaway, initdb --locale=C, unix socket $WORK port $PORT, server run as ${RUNAS[2]:-$DBUSER}"
+say "  restore:  before each timed run: rebuilt from a copy, VACUUM ANALYZE, CHECKPOINT$([[ $PREWARM -eq 1 ]] && echo ', pg_prewarm' || echo ' (no pg_prewarm: table in OS cache only)')"
+say "  settings: $SERVER_SETTINGS"
+say "  data:     $ROWS subscriptions, $DUE_COUNT due at $AS_OF (--due $DUE); pairs $PAIRS; loop rows $LOOP_ROWS $LOOP_NOTE"
+if [[ $PAIRS -lt 3 ]]; then
+	say "  NOTE:     fewer than 3 pairs: a smoke test, not a measurement"
+fi
+say
+
+# --- the data -----------------------------------------------------------------
+
+T0=$SECONDS
+psqlc -v rows="$ROWS" -v due_count="$DUE_COUNT" -v as_of="$AS_OF" \
+	-f "$HERE/schema.sql" >/dev/null
+
+restore() {
+	psqlc -v prewarm="$PREWARM" -f "$HERE/restore.sql"
+}
+
+# verify AS_OF EXPECTED WHAT: the table differs from its starting state in
+# exactly the EXPECTED rows due at AS_OF, each now expired.
+verify() {
+	local changed expired_ok wrong other
+	read -r changed expired_ok wrong other < <(psqlc -At -v as_of="$1" -f "$HERE/verify.sql")
+	if [[ $changed != "$2" || $expired_ok != "$2" || $wrong != 0 || $other != 0 ]]; then
+		fail "$3: expected exactly $2 due rows to be expired; found $changed rows changed in status," \
+			"$expired_ok due rows expired, $wrong rows not due changed, $other rows changed otherwise"
+	fi
+}
+
+restore
+say "loaded in $((SECONDS - T0)) s: $(psqlc -At -c "SELECT pg_size_pretty(pg_table_size('subscriptions')) || ' table, '
+	|| pg_size_pretty(pg_indexes_size('subscriptions')) || ' indexes'")"
+
+# Sanity of the loaded data: the due count, and a cutoff at which exactly
+# the LOOP_ROWS oldest due rows are due.
+n=$(psqlc -At -c "SELECT count(*) FROM subscriptions WHERE status = 'active' AND expires_at <= '$AS_OF'")
+[[ $n == "$DUE_COUNT" ]] || fail "the loaded table has $n due rows, not $DUE_COUNT"
+AS_OF_LOOP=$(psqlc -At -c "SELECT expires_at FROM bench_orig
+	WHERE status = 'active' AND expires_at <= '$AS_OF'
+	ORDER BY expires_at LIMIT 1 OFFSET $((LOOP_ROWS - 1))")
+n=$(psqlc -At -c "SELECT count(*) FROM subscriptions WHERE status = 'active' AND expires_at <= '$AS_OF_LOOP'")
+[[ $n == "$LOOP_ROWS" ]] || fail "$n rows are due at $AS_OF_LOOP, not $LOOP_ROWS"
+
+# The row-at-a-time client: one statement a line, each sent by psql and
+# waited for (one round trip each), in one transaction.  The ids are those
+# that the SELECT at its head returns (verify checks that exactly those rows
+# changed); psql cannot feed a result into later statements, so the file
+# holds them already, as an ORM's loop would have them in memory.
+{
+	echo '\set ON_ERROR_STOP on'
+	echo 'SELECT clock_timestamp() AS t0 \gset'
+	echo 'BEGIN;'
+	echo '\o /dev/null'
+	echo "SELECT id FROM subscriptions WHERE status = 'active' AND expires_at <= '$AS_OF_LOOP';"
+	psqlc -At -c "SELECT format('UPDATE subscriptions SET status = %L, updated_at = now() WHERE id = %L;', 'expired', id)
+		FROM bench_orig WHERE status = 'active' AND expires_at <= '$AS_OF_LOOP' ORDER BY expires_at"
+	echo '\o'
+	echo 'COMMIT;'
+	echo "SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \\gset"
+	echo '\echo :secs'
+} >"$WORK/loop.sql"
+
+# --- timed runs -----------------------------------------------------------------
+#
+# Each is timed on the server's clock, from a statement just before it to
+# one just after it, in the same session: the time includes the statement's
+# parse, plan, execution and commit, and one client round trip.
+
+time_expire() {
+	psqlc -At <<EOF
+SELECT clock_timestamp() AS t0 \gset
+SELECT expired_count AS n FROM expire_subscriptions('$1') \gset
+SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
+\echo :n :secs
+EOF
+}
+
+time_update() {
+	psqlc -At <<EOF
+SELECT clock_timestamp() AS t0 \gset
+UPDATE subscriptions SET status = 'expired', updated_at = now() WHERE status = 'active' AND expires_at <= '$1';
+\set n :ROW_COUNT
+SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
+\echo :n :secs
+EOF
+}
+
+time_loop() {
+	echo "$LOOP_ROWS $(psqlc -At -f "$WORK/loop.sql")"
+}
+
+declare -a T_A=() T_B=() T_C=() T_AM=()
+
+# run_case PAIR CASE: restore, time, check, record.
+run_case() {
+	local pair=$1 case=$2 as_of expect what out n secs
+	restore
+	case $case in
+		a) as_of=$AS_OF; expect=$DUE_COUNT
+		   what="(a)  expire_subscriptions, $DUE_COUNT due"; out=$(time_expire "$as_of") ;;
+		b) as_of=$AS_OF; expect=$DUE_COUNT
+		   what="(b)  raw UPDATE, $DUE_COUNT due"; out=$(time_update "$as_of") ;;
+		c) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
+		   what="(c)  row loop, $LOOP_ROWS rows"; out=$(time_loop) ;;
+		am) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
+		   what="(a') expire_subscriptions, $LOOP_ROWS rows"; out=$(time_expire "$as_of") ;;
+	esac
+	read -r n secs <<<"$out"
+	[[ $n == "$expect" ]] || fail "$what: reported $n rows, expected $expect"
+	[[ $secs =~ ^[0-9.]+$ ]] || fail "$what: no time measured (got '$out')"
+	verify "$as_of" "$expect" "$what"
+	case $case in
+		a) T_A+=("$secs") ;;
+		b) T_B+=("$secs") ;;
+		c) T_C+=("$secs") ;;
+		am) T_AM+=("$secs") ;;
+	esac
+	printf '  pair %d  %-42s %10.4f s   %s rows changed, verified\n' "$pair" "$what" "$secs" "$n"
+}
+
+say
+say "timed runs (each from the same restored state; order alternates between pairs):"
+for ((pair = 1; pair <= PAIRS; pair++)); do
+	if ((pair % 2)); then
+		order=(a b c am)
+	else
+		order=(am c b a)
+	fi
+	for c in "${order[@]}"; do
+		run_case "$pair" "$c"
+	done
+	printf '  pair %d  ratios: a/b %.3f, c/a'"'"' %.1f\n' "$pair" \
+		"$(calc "${T_A[-1]} / ${T_B[-1]}")" "$(calc "${T_C[-1]} / ${T_AM[-1]}")"
+done
+
+# --- plans ------------------------------------------------------------------------
+#
+# The plans the two full-size statements used, instrumented (so not timed):
+# the raw UPDATE with EXPLAIN ANALYZE, expire_subscriptions() through
+# auto_explain, which shows the plans of the statements it runs inside.
+
+AUTO_EXPLAIN="LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_analyze = on;
+SET auto_explain.log_buffers = on;
+SET auto_explain.log_level = notice;
+SET client_min_messages = notice;"
+
+say
+say "plan of (b), the raw UPDATE (EXPLAIN ANALYZE, BUFFERS):"
+restore
+psqlc -At -c "EXPLAIN (ANALYZE, BUFFERS) UPDATE subscriptions SET status = 'expired', updated_at = now()
+	WHERE status = 'active' AND expires_at <= '$AS_OF'" | sed 's/^/    /'
+verify "$AS_OF" "$DUE_COUNT" "EXPLAIN ANALYZE of the raw UPDATE"
+
+say
+say "plan of (a), the statements expire_subscriptions() runs (auto_explain, analyze, buffers):"
+restore
+out=$(psqlc -At 2>&1 <<EOF
+$AUTO_EXPLAIN
+SELECT expired_count FROM expire_subscriptions('$AS_OF');
+EOF
+)
+echo "$out" | sed -e 's/^psql:[^ ]* //' -e 's/^/    /'
+verify "$AS_OF" "$DUE_COUNT" "expire_subscriptions under auto_explain"
+
+# --- (d) nothing due ---------------------------------------------------------------
+#
+# Right after that run (nothing due; no VACUUM, as a scheduler calling again
+# would find it), NOTHING_DUE_CALLS calls in one session: psql's \timing
+# (the client's wall clock: round trip, execution, commit) and the time
+# inside the statement (clock_timestamp() - statement_timestamp()).  Then
+# the same after VACUUM, the steady state of a daily job.
+
+# nothing_due LABEL: prints "median_ms first_ms max_ms median_in_statement_ms"
+nothing_due() {
+	local out calls=() inside=() line
+	out=$(
+		{
+			echo '\timing on'
+			for ((i = 0; i < NOTHING_DUE_CALLS; i++)); do
+				echo "SELECT expired_count, extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000
+					FROM expire_subscriptions('$AS_OF');"
+			done
+		} | psqlc -At
+	)
+	while IFS= read -r line; do
+		if [[ $line =~ ^Time:\ ([0-9.]+)\ ms ]]; then
+			calls+=("${BASH_REMATCH[1]}")
+		elif [[ $line =~ ^([0-9]+)\|([0-9.]+)$ ]]; then
+			[[ ${BASH_REMATCH[1]} == 0 ]] ||
+				fail "(d) $1: expire_subscriptions() expired ${BASH_REMATCH[1]} rows with nothing due"
+			inside+=("${BASH_REMATCH[2]}")
+		fi
+	done <<<"$out"
+	[[ ${#calls[@]} -eq $NOTHING_DUE_CALLS && ${#inside[@]} -eq $NOTHING_DUE_CALLS ]] ||
+		fail "(d) $1: could not read the timings: $out"
+	echo "$(median "${calls[@]}") ${calls[0]} $(printf '%s\n' "${calls[@]}" | sort -g | tail -n 1) $(median "${inside[@]}")"
+}
+
+say
+say "(d) nothing due, $NOTHING_DUE_CALLS calls in one session:"
+read -r D_MED D_FIRST D_MAX D_INSIDE < <(nothing_due "right after a run")
+printf '  right after a run:  median %.3f ms (first call %.3f ms, max %.3f ms); inside the statement %.3f ms\n' \
+	"$D_MED" "$D_FIRST" "$D_MAX" "$D_INSIDE"
+psqlc -c 'VACUUM ANALYZE subscriptions'
+read -r V_MED V_FIRST V_MAX V_INSIDE < <(nothing_due "after VACUUM")
+printf '  after VACUUM:       median %.3f ms (first call %.3f ms, max %.3f ms); inside the statement %.3f ms\n' \
+	"$V_MED" "$V_FIRST" "$V_MAX" "$V_INSIDE"
+verify "$AS_OF" "$DUE_COUNT" "nothing-due calls"
+
+say
+say "plan of the due search with nothing due (auto_explain of one expire_subscriptions() call):"
+out=$(psqlc -At 2>&1 <<EOF
+$AUTO_EXPLAIN
+SELECT expired_count FROM expire_subscriptions('$AS_OF');
+EOF
+)
+echo "$out" | sed -e 's/^psql:[^ ]* //' -e 's/^/    /'
+update_plan=$(echo "$out" | awk '/Query Text: UPDATE/ { p = 1 } p && /Query Text: INSERT/ { p = 0 } p')
+PLAN_OK=1
+if ! grep -Eq 'Index (Only )?Scan using ix_subscriptions_status_expires_at|Bitmap Index Scan on ix_subscriptions_status_expires_at' <<<"$update_plan" ||
+	grep -q 'Seq Scan on subscriptions' <<<"$update_plan"; then
+	PLAN_OK=0
+fi
+PLAN_NODE=$(grep -Eo '(Index Only Scan|Index Scan|Bitmap Index Scan|Seq Scan)( using| on) [a-z_]+' <<<"$update_plan" | head -n 1 || true)
+
+# --- results ----------------------------------------------------------------------
+
+M_A=$(median "${T_A[@]}")
+M_B=$(median "${T_B[@]}")
+M_C=$(median "${T_C[@]}")
+M_AM=$(median "${T_AM[@]}")
+R_RAW=$(calc "$M_A / $M_B")
+R_LOOP=$(calc "$M_C / $M_AM")
+US_C=$(calc "$M_C / $LOOP_ROWS * 1e6")
+US_AM=$(calc "$M_AM / $LOOP_ROWS * 1e6")
+
+verdict() { # verdict VALUE OP TARGET
+	if awk "BEGIN { exit !($1 $2 $3) }"; then echo "met"; else echo "NOT MET"; fi
+}
+V_RAW=$(verdict "$R_RAW" "<=" "$TARGET_RATIO_RAW")
+V_LOOP=$(verdict "$R_LOOP" ">=" "$TARGET_RATIO_LOOP")
+V_ND=$(verdict "$D_MED" "<" "$TARGET_NOTHING_DUE_MS")
+list() { printf '%.3f ' "$@" | sed 's/ $//'; }
+
+say
+say "================================================================================"
+say "RESULTS  $ROWS rows, $DUE_COUNT due, $PAIRS pairs (medians; runs in brackets)"
+say "  machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, ${RAM:-?} RAM; ${PG_VERSION%% on *}"
+say "  settings: $(echo "$SETTINGS" | paste -sd ';' | sed 's/;/; /g')"
+printf '  %-48s %12s   %s\n' "measurement" "median" "runs / target"
+printf '  %-48s %10.3f s   [%s]\n' "(a)  expire_subscriptions(), $DUE_COUNT due" "$M_A" "$(list "${T_A[@]}")"
+printf '  %-48s %10.3f s   [%s]\n' "(b)  raw UPDATE, $DUE_COUNT due" "$M_B" "$(list "${T_B[@]}")"
+printf '  %-48s %12.3f   target <= %s: %s\n' "     ratio (a)/(b)" "$R_RAW" "$TARGET_RATIO_RAW" "$V_RAW"
+printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(c)  row loop from the client, $LOOP_ROWS rows" "$M_C" "$(list "${T_C[@]}")" "$US_C"
+printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(a') expire_subscriptions(), same $LOOP_ROWS rows" "$M_AM" "$(list "${T_AM[@]}")" "$US_AM"
+printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (c)/(a'), per equal rows" "$R_LOOP" "$TARGET_RATIO_LOOP" "$V_LOOP"
+printf '  %-48s %9.3f ms   first %.3f, max %.3f; inside the statement %.3f; target < %s ms: %s\n' \
+	"(d)  nothing due, right after a run" "$D_MED" "$D_FIRST" "$D_MAX" "$D_INSIDE" "$TARGET_NOTHING_DUE_MS" "$V_ND"
+printf '  %-48s %9.3f ms   first %.3f, max %.3f; inside the statement %.3f\n' \
+	"(d)  nothing due, after VACUUM" "$V_MED" "$V_FIRST" "$V_MAX" "$V_INSIDE"
+printf '  %-48s %s\n' "(d)  due search plan" "${PLAN_NODE:-not found}$([[ $PLAN_OK -eq 1 ]] || echo '  <- NOT AN INDEX RANGE SCAN')"
+say
+say "markdown:"
+say
+say "| measurement ($ROWS rows, $DUE_COUNT due, $PAIRS pairs) | median | runs | target |"
+say "| --- | ---: | --- | --- |"
+printf '| (a) `expire_subscriptions()`, %s due | %.3f s | %s | |\n' "$DUE_COUNT" "$M_A" "$(list "${T_A[@]}")"
+printf '| (b) raw `UPDATE`, %s due | %.3f s | %s | |\n' "$DUE_COUNT" "$M_B" "$(list "${T_B[@]}")"
+printf '| ratio (a)/(b) | **%.3f** | | <= %s: %s |\n' "$R_RAW" "$TARGET_RATIO_RAW" "$V_RAW"
+printf '| (c) row loop from the client, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_C" "$US_C" "$(list "${T_C[@]}")"
+printf '| (a'"'"') `expire_subscriptions()`, same %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_AM" "$US_AM" "$(list "${T_AM[@]}")"
+printf '| ratio (c)/(a'"'"') | **%.1fx** | | >= %sx: %s |\n' "$R_LOOP" "$TARGET_RATIO_LOOP" "$V_LOOP"
+printf '| (d) nothing due, right after a run (median of %s calls) | **%.3f ms** | first %.3f, max %.3f; in statement %.3f | < %s ms: %s |\n' \
+	"$NOTHING_DUE_CALLS" "$D_MED" "$D_FIRST" "$D_MAX" "$D_INSIDE" "$TARGET_NOTHING_DUE_MS" "$V_ND"
+printf '| (d) nothing due, after VACUUM (median of %s calls) | %.3f ms | first %.3f, max %.3f; in statement %.3f | |\n' \
+	"$NOTHING_DUE_CALLS" "$V_MED" "$V_FIRST" "$V_MAX" "$V_INSIDE"
+printf '| (d) due search plan | %s | | index range scan |\n' "${PLAN_NODE:-not found}"
+say
+say "Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, ${RAM:-?} RAM, storage ${STORAGE:-?}. ${PG_VERSION%% on *}, subexpire $EXT_VERSION."
+say "Settings: $(echo "$SETTINGS" | paste -sd ';' | sed 's/;/; /g'); initdb --locale=C; otherwise defaults."
+say "================================================================================"
+say "total time: $SECONDS s"
+
+if [[ $PLAN_OK -ne 1 ]]; then
+	fail "with nothing due, expire_subscriptions() did not search with an index range scan on ix_subscriptions_status_expires_at"
+fi
