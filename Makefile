@@ -7,7 +7,8 @@ OBJS = \
 	src/runs.o \
 	src/schedule.o \
 	src/subexpire.o \
-	src/target.o
+	src/target.o \
+	src/worker.o
 PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 
 DATA = sql/subexpire--1.0.sql

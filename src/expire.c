@@ -54,9 +54,10 @@
 /*
  * Parameters shared by every statement: $1 the expired word, $2 the active
  * word, $3 the bound on the expiry column, $4 the run's time for the
- * updated-at column, $5 a row's ctid (only in the one-row UPDATE).
+ * updated-at column, $5 a row's ctid (only in the one-row UPDATE), $6 a
+ * batch's size (only in the worker's batches).
  */
-#define PARAM_COUNT 5
+#define PARAM_COUNT 6
 
 typedef struct StatementParams
 {
@@ -102,12 +103,14 @@ set_params(StatementParams *params, SubexpireTarget *target,
 	params->types[2] = target->expires_type;
 	params->types[3] = OidIsValid(target->updated_type) ? target->updated_type : TIMESTAMPTZOID;
 	params->types[4] = TIDOID;
+	params->types[5] = INT8OID;
 
 	params->values[0] = target->expired_word;
 	params->values[1] = target->active_word;
 	params->values[2] = subexpire_timestamp_for_column(bound, target->expires_type);
 	params->values[3] = subexpire_timestamp_for_column(run_time, params->types[3]);
 	params->values[4] = (Datum) 0;
+	params->values[5] = Int64GetDatum(0);
 
 	memset(params->nulls, ' ', PARAM_COUNT);
 	params->nulls[4] = 'n';
@@ -192,11 +195,14 @@ count_due_rows(SubexpireTarget *target, StatementParams *params)
 }
 
 /*
- * Is any row due?  A LIMIT 1 probe plans as a plain index scan, which
- * stops at the first due row and marks the index entries of dead row
- * versions as it passes them; so a run with nothing due costs an index
- * descent, also right after a large run, before VACUUM, when a bitmap scan
- * chosen on stale statistics would visit every page of the dead versions.
+ * Is any row due?  Ordered by the expiry column and limited to one row,
+ * the probe plans as a plain scan of an index on (status, expiry) or on
+ * the expiry of active rows, whatever the statistics say: it stops at the
+ * first due row, and marks the index entries of dead row versions as it
+ * passes them.  So a run with nothing due costs an index descent, also
+ * right after a large run and before VACUUM, when a bitmap scan chosen on
+ * stale statistics would visit every page of the dead versions, and a bare
+ * LIMIT 1 would gamble on a sequential scan finding a due row early.
  */
 static bool
 any_due_rows(SubexpireTarget *target, StatementParams *params)
@@ -208,7 +214,7 @@ any_due_rows(SubexpireTarget *target, StatementParams *params)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT 1 FROM %s WHERE ", target->qualified_name);
 	append_due_condition(&sql, target);
-	appendStringInfoString(&sql, " LIMIT 1");
+	appendStringInfo(&sql, " ORDER BY %s LIMIT 1", target->expires_column);
 	plan = cached_plan(&probe_statement, sql.data, params);
 
 	rc = SPI_execute_plan(plan, params->values, params->nulls, false, 1);
@@ -476,9 +482,54 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 	return result;
 }
 
+/*
+ * Expire up to "limit" due rows that nobody else holds locked, in the
+ * current transaction: one batch of the worker's run.  Returns how many it
+ * expired; fewer than limit means that no unlocked due row is left.  Rows
+ * locked by others are skipped here, without waiting: the run's last
+ * transaction comes back for them with subexpire_expire_due().
+ */
+int64
+subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
+					   TimestampTz run_time, int64 limit)
+{
+	StatementParams params;
+	List	   *tables = heap_tables(target);
+	int64		expired = 0;
+	ListCell   *lc;
+
+	set_params(&params, target, as_of, run_time);
+	foreach(lc, tables)
+	{
+		const char *table = lfirst(lc);
+		StringInfoData sql;
+		int			rc;
+
+		if (expired >= limit)
+			break;
+		params.values[5] = Int64GetDatum(limit - expired);
+
+		initStringInfo(&sql);
+		append_update_head(&sql, target, table, true);
+		appendStringInfo(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY %s WHERE ",
+						 table);
+		append_due_condition(&sql, target);
+		appendStringInfoString(&sql, " LIMIT $6 FOR NO KEY UPDATE SKIP LOCKED)) AND ");
+		append_due_condition(&sql, target);
+
+		rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params.types,
+								   params.values, params.nulls, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "expiring a batch failed: %s",
+				 SPI_result_code_string(rc));
+		expired += (int64) SPI_processed;
+	}
+	return expired;
+}
+
 /* Refuse a run that would expire more rows than the guard allows. */
-static void
-check_max_expired(int64 count, TimestampTz as_of)
+void
+subexpire_check_max_expired(int64 count, TimestampTz as_of)
 {
 	if (subexpire_max_expired_per_run > 0 &&
 		count > subexpire_max_expired_per_run)
@@ -564,10 +615,10 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 	else
 	{
 		if (subexpire_max_expired_per_run > 0)
-			check_max_expired(subexpire_count_due(target, as_of), as_of);
+			subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
 		result = subexpire_expire_due(target, as_of, started_at);
 		/* Rows that became due while the run went on count too. */
-		check_max_expired(result.expired_count, as_of);
+		subexpire_check_max_expired(result.expired_count, as_of);
 		(void) subexpire_record_run("manual", as_of, started_at,
 									GetCurrentTimestamp(), "succeeded",
 									&result, NULL);

@@ -38,17 +38,14 @@
 #include "subexpire.h"
 
 #define RUNS_TABLE "subexpire_runs"
-#define RUN_PARAM_COUNT 8
-
-static char *insert_sql = NULL;
-static SPIPlanPtr insert_plan = NULL;
 
 /*
- * The schema the extension was created in, where its tables live.
+ * The schema the extension was created in, where its tables live, or
+ * InvalidOid when it is not installed in this database.
  * (get_extension_schema() is not exported before PostgreSQL 16.)
  */
 static Oid
-extension_schema(void)
+find_extension_schema(void)
 {
 	Relation	rel;
 	ScanKeyData key;
@@ -65,6 +62,19 @@ extension_schema(void)
 		schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	return schema;
+}
+
+bool
+subexpire_extension_installed(void)
+{
+	return OidIsValid(find_extension_schema());
+}
+
+static Oid
+extension_schema(void)
+{
+	Oid			schema = find_extension_schema();
 
 	if (!OidIsValid(schema))
 		ereport(ERROR,
@@ -73,40 +83,6 @@ extension_schema(void)
 						get_database_name(MyDatabaseId)),
 				 errhint("Run CREATE EXTENSION subexpire in this database.")));
 	return schema;
-}
-
-/* The plan of the INSERT into schema's subexpire_runs, prepared once. */
-static SPIPlanPtr
-insert_run_plan(Oid schema)
-{
-	static Oid	types[RUN_PARAM_COUNT] = {
-		TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		TEXTOID, INT8OID, INT8OID, TEXTOID
-	};
-	char	   *sql;
-	SPIPlanPtr	plan;
-
-	sql = psprintf("INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error) "
-				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING run_id",
-				   quote_qualified_identifier(get_namespace_name(schema),
-											  RUNS_TABLE));
-	if (insert_plan != NULL && strcmp(insert_sql, sql) == 0)
-		return insert_plan;
-
-	plan = SPI_prepare(sql, RUN_PARAM_COUNT, types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the plan of \"%s\"", sql);
-	if (insert_plan != NULL)
-	{
-		SPI_freeplan(insert_plan);
-		pfree(insert_sql);
-	}
-	insert_plan = plan;
-	insert_sql = MemoryContextStrdup(TopMemoryContext, sql);
-	return plan;
 }
 
 static Oid
@@ -123,6 +99,51 @@ relation_owner(Oid relid)
 }
 
 /*
+ * Execute a statement on subexpire_runs with the rights of its owner.
+ * sql_template names the table with %s.  Returns SPI's result code.
+ */
+static int
+execute_as_owner(const char *sql_template, int nargs, Oid *types,
+				 Datum *values, const char *nulls)
+{
+	Oid			schema = extension_schema();
+	Oid			runs_relid = get_relname_relid(RUNS_TABLE, schema);
+	char	   *sql;
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			rc;
+
+	if (!OidIsValid(runs_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s of extension subexpire is missing",
+						RUNS_TABLE),
+				 errhint("Recreate the extension: DROP EXTENSION subexpire; CREATE EXTENSION subexpire;")));
+	sql = psprintf(sql_template,
+				   quote_qualified_identifier(get_namespace_name(schema),
+											  RUNS_TABLE));
+
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	SetUserIdAndSecContext(relation_owner(runs_relid),
+						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+	return rc;
+}
+
+static int64
+returned_int64(void)
+{
+	bool		isnull;
+	Datum		value;
+
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						  &isnull);
+	return isnull ? 0 : DatumGetInt64(value);
+}
+
+/*
  * Write one run's record and return its run_id.  finished_at and error may
  * be 0 / NULL (a run still going, or one that succeeded).  The caller is
  * connected to SPI.
@@ -133,24 +154,13 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 					 const char *status, const SubexpireRunResult *result,
 					 const char *error)
 {
-	Oid			schema = extension_schema();
-	Oid			runs_relid = get_relname_relid(RUNS_TABLE, schema);
-	SPIPlanPtr	plan;
-	Datum		values[RUN_PARAM_COUNT];
-	char		nulls[RUN_PARAM_COUNT];
-	Oid			saved_userid;
-	int			saved_sec_context;
-	bool		isnull;
+	Oid			types[8] = {
+		TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		TEXTOID, INT8OID, INT8OID, TEXTOID
+	};
+	Datum		values[8];
+	char		nulls[8];
 	int			rc;
-
-	if (!OidIsValid(runs_relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table %s of extension subexpire is missing",
-						RUNS_TABLE),
-				 errhint("Recreate the extension: DROP EXTENSION subexpire; CREATE EXTENSION subexpire;")));
-
-	plan = insert_run_plan(schema);
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(trigger);
@@ -166,16 +176,88 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 	if (error == NULL)
 		nulls[7] = 'n';
 
-	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-	SetUserIdAndSecContext(relation_owner(runs_relid),
-						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	rc = SPI_execute_plan(plan, values, nulls, false, 1);
-	SetUserIdAndSecContext(saved_userid, saved_sec_context);
-
+	rc = execute_as_owner("INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error) "
+						  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING run_id",
+						  8, types, values, nulls);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "recording the run failed: %s",
 			 SPI_result_code_string(rc));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	return returned_int64();
+}
+
+/*
+ * Add to a run's counts and, with a status other than NULL, finish it.
+ * The worker calls this in the transaction of each batch, so that the
+ * record always agrees with the rows committed.
+ */
+void
+subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
+					 const char *status, const char *error)
+{
+	Oid			types[5] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			rc;
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = Int64GetDatum(added->expired_count);
+	values[2] = Int64GetDatum(added->skipped_locked);
+	values[3] = status ? CStringGetTextDatum(status) : (Datum) 0;
+	if (status == NULL)
+		nulls[3] = 'n';
+	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	if (error == NULL)
+		nulls[4] = 'n';
+
+	rc = execute_as_owner("UPDATE %s SET expired_count = expired_count + $2, "
+						  "skipped_locked = skipped_locked + $3, "
+						  "status = coalesce($4, status), error = $5, "
+						  "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END "
+						  "WHERE run_id = $1",
+						  5, types, values, nulls);
+	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
+		elog(ERROR, "updating run %lld failed: %s", (long long) run_id,
+			 SPI_result_code_string(rc));
+}
+
+/*
+ * Mark the worker's runs that a crash left "running" as failed.  Only the
+ * worker commits a "running" record, and it runs one run at a time, so
+ * when it starts a run none of its earlier runs can still be going.
+ */
+int64
+subexpire_fail_interrupted_runs(void)
+{
+	int			rc;
+
+	rc = execute_as_owner("UPDATE %s SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
+						  "error = 'interrupted: the server or the worker stopped during the run; the next run expires the rest' "
+						  "WHERE status = 'running' AND \"trigger\" IN ('schedule', 'catch-up')",
+						  0, NULL, NULL, NULL);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "marking interrupted runs failed: %s",
+			 SPI_result_code_string(rc));
+	return (int64) SPI_processed;
+}
+
+/*
+ * When the last successful run of the worker started, or 0 when it has
+ * never succeeded.
+ */
+TimestampTz
+subexpire_last_scheduled_success(void)
+{
+	int			rc;
+	bool		isnull;
+	Datum		value;
+
+	rc = execute_as_owner("SELECT pg_catalog.max(started_at) FROM %s "
+						  "WHERE status = 'succeeded' AND \"trigger\" IN ('schedule', 'catch-up')",
+						  0, NULL, NULL, NULL);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the last run failed: %s",
+			 SPI_result_code_string(rc));
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						  &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(value);
 }

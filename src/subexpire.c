@@ -20,6 +20,7 @@
 #include <limits.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -278,4 +279,7 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("subexpire");
+
+	if (process_shared_preload_libraries_in_progress)
+		subexpire_register_worker();
 }

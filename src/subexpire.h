@@ -69,6 +69,9 @@ extern int64 subexpire_count_due(SubexpireTarget *target, TimestampTz as_of);
 extern SubexpireRunResult subexpire_expire_due(SubexpireTarget *target,
 											   TimestampTz as_of,
 											   TimestampTz run_time);
+extern int64 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
+									TimestampTz run_time, int64 limit);
+extern void subexpire_check_max_expired(int64 count, TimestampTz as_of);
 
 /* Run records in the subexpire_runs table (src/runs.c). */
 extern int64 subexpire_record_run(const char *trigger, TimestampTz as_of,
@@ -77,5 +80,14 @@ extern int64 subexpire_record_run(const char *trigger, TimestampTz as_of,
 								  const char *status,
 								  const SubexpireRunResult *result,
 								  const char *error);
+extern void subexpire_update_run(int64 run_id,
+								 const SubexpireRunResult *added,
+								 const char *status, const char *error);
+extern int64 subexpire_fail_interrupted_runs(void);
+extern TimestampTz subexpire_last_scheduled_success(void);
+extern bool subexpire_extension_installed(void);
+
+/* The background worker (src/worker.c). */
+extern void subexpire_register_worker(void);
 
 #endif							/* SUBEXPIRE_H */

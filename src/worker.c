@@ -1,0 +1,640 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The background worker that runs the job on subexpire.schedule.
+ *
+ * Two kinds of process.  The scheduler, one per cluster, started by the
+ * postmaster once recovery has finished (so a standby never runs the job
+ * and a promoted one starts it), sleeps until the next scheduled time, then
+ * starts a run worker and waits for it.  It is connected to no database,
+ * only to the shared catalogs, so that it can check that the database and
+ * the role named by the settings exist before each run, and a missing one
+ * is logged once and retried, never a crash loop.  Because each run starts
+ * a new process, a reload that changes subexpire.database or subexpire.role
+ * needs no restart: the next run connects as the settings then say.
+ *
+ * A run worker connects to subexpire.database as subexpire.role, marks as
+ * failed the runs that a crash left "running", and runs the job in batches
+ * of subexpire.batch_size rows, one transaction each, updating its
+ * subexpire_runs record in the same transaction as each batch, so that the
+ * record is true after a crash.  Its last transaction comes back for the
+ * rows that were locked, with the bounded wait of expire_subscriptions().
+ * At start-up (and when subexpire.enabled is turned back on) the first run
+ * worker only checks whether a scheduled time passed since the last
+ * successful run, and then runs once as 'catch-up'.
+ *
+ * The scheduler and the run worker share a small struct in shared memory:
+ * the scheduler's pid and next time, and the outcome of the last run.
+ *
+ * IDENTIFICATION
+ *	  src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "schedule.h"
+#include "subexpire.h"
+
+/* A problem that keeps a run from starting is retried this often at most. */
+#define RETRY_INTERVAL_MS (60 * 1000)
+
+/* What a run worker is asked to do (bgw_main_arg). */
+typedef enum RunMode
+{
+	RUN_SCHEDULED,				/* run now, as 'schedule' */
+	RUN_STARTUP					/* recover, then run as 'catch-up' if one is due */
+} RunMode;
+
+/* How a run worker's attempt ended, as the scheduler needs to know. */
+typedef enum RunOutcome
+{
+	OUTCOME_NONE,				/* it exited before saying: see the server log */
+	OUTCOME_DONE,				/* ran (or found no catch-up due) */
+	OUTCOME_FAILED,				/* the run failed; recorded in subexpire_runs */
+	OUTCOME_NOT_READY			/* the extension or target is missing */
+} RunOutcome;
+
+typedef struct SubexpireWorkerState
+{
+	slock_t		mutex;
+	pid_t		scheduler_pid;
+	TimestampTz next_run_at;	/* 0: none planned */
+	RunOutcome	outcome;
+	char		message[256];
+} SubexpireWorkerState;
+
+static SubexpireWorkerState *worker_state = NULL;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+
+PGDLLEXPORT void subexpire_scheduler_main(Datum arg);
+PGDLLEXPORT void subexpire_run_main(Datum arg);
+
+/* ---- shared memory ---- */
+
+#if PG_VERSION_NUM >= 150000
+static void
+worker_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SubexpireWorkerState)));
+}
+#endif
+
+static void
+worker_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	worker_state = ShmemInitStruct("subexpire worker",
+								   sizeof(SubexpireWorkerState), &found);
+	if (!found)
+	{
+		memset(worker_state, 0, sizeof(SubexpireWorkerState));
+		SpinLockInit(&worker_state->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+set_outcome(RunOutcome outcome, const char *message)
+{
+	SpinLockAcquire(&worker_state->mutex);
+	worker_state->outcome = outcome;
+	strlcpy(worker_state->message, message ? message : "",
+			sizeof(worker_state->message));
+	SpinLockRelease(&worker_state->mutex);
+}
+
+static void
+set_next_run(TimestampTz next)
+{
+	SpinLockAcquire(&worker_state->mutex);
+	worker_state->next_run_at = next;
+	SpinLockRelease(&worker_state->mutex);
+}
+
+/*
+ * Called from _PG_init when the library is preloaded: reserve the shared
+ * state and register the scheduler.
+ */
+void
+subexpire_register_worker(void)
+{
+	BackgroundWorker worker;
+
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = worker_shmem_request;
+#else
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SubexpireWorkerState)));
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = worker_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	strcpy(worker.bgw_library_name, "subexpire");
+	strcpy(worker.bgw_function_name, "subexpire_scheduler_main");
+	strcpy(worker.bgw_name, "subexpire scheduler");
+	strcpy(worker.bgw_type, "subexpire scheduler");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ---- the scheduler ---- */
+
+/*
+ * Find the row of a shared catalog (pg_database or pg_authid) whose name
+ * column equals "name", and report whether it exists and whether the flag
+ * column is true.  A heap scan, not an index scan: a process connected to
+ * no database may read the shared catalogs, but not open their name
+ * indexes.  Both catalogs are small.
+ */
+static bool
+shared_catalog_row(Oid catalog, AttrNumber name_column, const char *name,
+				   AttrNumber flag_column, bool *flag)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	rel = table_open(catalog, AccessShareLock);
+	ScanKeyInit(&key, name_column, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(name));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+
+		found = true;
+		*flag = DatumGetBool(heap_getattr(tuple, flag_column,
+										  RelationGetDescr(rel), &isnull));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Why a run cannot start now, as a message to log, or NULL when the
+ * database and the role the settings name exist and may be connected to.
+ * Reads the shared catalogs, in a transaction of its own.
+ */
+static char *
+connection_problem(void)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	char	   *problem = NULL;
+	bool		flag;
+
+	StartTransactionCommand();
+	if (!shared_catalog_row(DatabaseRelationId, Anum_pg_database_datname,
+							subexpire_database, Anum_pg_database_datallowconn,
+							&flag))
+		problem = psprintf("database \"%s\" named by subexpire.database does not exist; create it, or set subexpire.database and reload",
+						   subexpire_database);
+	else if (!flag)
+		problem = psprintf("database \"%s\" named by subexpire.database does not allow connections",
+						   subexpire_database);
+	else if (subexpire_role[0] != '\0')
+	{
+		if (!shared_catalog_row(AuthIdRelationId, Anum_pg_authid_rolname,
+								subexpire_role, Anum_pg_authid_rolcanlogin,
+								&flag))
+			problem = psprintf("role \"%s\" named by subexpire.role does not exist; create it (CREATE ROLE %s LOGIN), or set subexpire.role and reload",
+							   subexpire_role, quote_identifier(subexpire_role));
+		else if (!flag)
+			problem = psprintf("role \"%s\" named by subexpire.role may not log in; ALTER ROLE %s LOGIN",
+							   subexpire_role, quote_identifier(subexpire_role));
+	}
+
+	/* The message must outlive the transaction's memory. */
+	if (problem != NULL)
+		problem = MemoryContextStrdup(caller_context, problem);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller_context);
+	return problem;
+}
+
+/*
+ * Start a run worker and wait until it has finished.  Returns its outcome
+ * and, in *message, what it said.
+ */
+static RunOutcome
+run_and_wait(RunMode mode, char *message, Size message_size)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+	RunOutcome	outcome;
+
+	set_outcome(OUTCOME_NONE, "the run worker exited before it could run; see the server log");
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strcpy(worker.bgw_library_name, "subexpire");
+	strcpy(worker.bgw_function_name, "subexpire_run_main");
+	strcpy(worker.bgw_name, "subexpire run");
+	strcpy(worker.bgw_type, "subexpire run");
+	worker.bgw_main_arg = Int32GetDatum((int32) mode);
+	worker.bgw_notify_pid = MyProcPid;
+	/* Database and role as the scheduler read them, NUL-terminated each. */
+	StaticAssertStmt(2 * NAMEDATALEN <= BGW_EXTRALEN, "bgw_extra too small");
+	strlcpy(worker.bgw_extra, subexpire_database, NAMEDATALEN);
+	strlcpy(worker.bgw_extra + NAMEDATALEN, subexpire_role, NAMEDATALEN);
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		strlcpy(message, "could not start a run worker: no background worker slot is free; raise max_worker_processes",
+				message_size);
+		return OUTCOME_NOT_READY;
+	}
+	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
+		(void) WaitForBackgroundWorkerShutdown(handle);
+	pfree(handle);
+
+	SpinLockAcquire(&worker_state->mutex);
+	outcome = worker_state->outcome;
+	strlcpy(message, worker_state->message, message_size);
+	SpinLockRelease(&worker_state->mutex);
+	return outcome;
+}
+
+/*
+ * Log a problem that keeps runs from starting once, not at every retry,
+ * and log when it is gone.
+ */
+static void
+report_problem(char **reported, const char *problem)
+{
+	if (problem == NULL)
+	{
+		if (*reported != NULL)
+		{
+			ereport(LOG,
+					(errmsg("subexpire: runs can start again"),
+					 errdetail("Resolved: %s.", *reported)));
+			pfree(*reported);
+			*reported = NULL;
+		}
+		return;
+	}
+	if (*reported != NULL && strcmp(*reported, problem) == 0)
+		return;
+	ereport(WARNING,
+			(errmsg("subexpire: cannot run the job: %s", problem),
+			 errdetail("The worker tries again at the next scheduled time or within a minute, whichever is sooner, and logs this once.")));
+	if (*reported != NULL)
+		pfree(*reported);
+	*reported = MemoryContextStrdup(TopMemoryContext, problem);
+}
+
+void
+subexpire_scheduler_main(Datum arg)
+{
+	SubexpireSchedule schedule;
+	bool		startup_pending = true;
+	bool		was_enabled;
+	char	   *reported_problem = NULL;
+	TimestampTz next_run = 0;
+	TimestampTz retry_at = 0;
+	MemoryContext loop_context;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	/* No database: only the shared catalogs, to check database and role. */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	SpinLockAcquire(&worker_state->mutex);
+	worker_state->scheduler_pid = MyProcPid;
+	SpinLockRelease(&worker_state->mutex);
+	was_enabled = subexpire_enabled;
+
+	/* What one turn of the loop allocates, freed at the next. */
+	loop_context = AllocSetContextCreate(TopMemoryContext,
+										 "subexpire scheduler loop",
+										 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		TimestampTz now;
+		TimestampTz wake_at;
+		char	   *error;
+		pg_tz	   *tz;
+		long		timeout_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextSwitchTo(loop_context);
+		MemoryContextReset(loop_context);
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			/* Turned back on: check for a missed time, as at start. */
+			if (subexpire_enabled && !was_enabled)
+				startup_pending = true;
+			was_enabled = subexpire_enabled;
+			next_run = 0;		/* recompute with the new schedule */
+			retry_at = 0;
+		}
+
+		now = GetCurrentTimestamp();
+		if (!subexpire_enabled)
+		{
+			set_next_run(0);
+			wake_at = DT_NOEND;
+		}
+		else
+		{
+			/* The check hooks have accepted both; they still parse. */
+			if (!subexpire_parse_schedule(subexpire_schedule, &schedule, &error))
+				elog(ERROR, "subexpire.schedule does not parse: %s", error);
+			tz = subexpire_lookup_zone(subexpire_timezone);
+			if (tz == NULL)
+				elog(ERROR, "subexpire.timezone \"%s\" is unknown", subexpire_timezone);
+			if (next_run == 0)
+				next_run = subexpire_next_run(&schedule, tz, now);
+
+			if (startup_pending || now >= next_run || (retry_at != 0 && now >= retry_at))
+			{
+				char	   *problem = connection_problem();
+				char		message[256];
+				RunOutcome	outcome = OUTCOME_DONE;
+
+				if (problem == NULL)
+				{
+					bool		scheduled = !startup_pending;
+
+					outcome = run_and_wait(scheduled ? RUN_SCHEDULED : RUN_STARTUP,
+										   message, sizeof(message));
+					if (outcome == OUTCOME_NOT_READY || outcome == OUTCOME_NONE)
+						problem = message;
+					else
+						startup_pending = false;
+				}
+				report_problem(&reported_problem, problem);
+
+				now = GetCurrentTimestamp();
+				next_run = subexpire_next_run(&schedule, tz, now);
+				/* A run that could not start is tried again within a minute. */
+				retry_at = (problem != NULL)
+					? TimestampTzPlusMilliseconds(now, RETRY_INTERVAL_MS) : 0;
+				continue;
+			}
+
+			wake_at = next_run;
+			if (retry_at != 0 && retry_at < wake_at)
+				wake_at = retry_at;
+			set_next_run(next_run);
+		}
+
+		/*
+		 * Sleep until then, and not a second less: only a reload, a
+		 * shutdown or the postmaster's death wakes us earlier.
+		 */
+		if (TIMESTAMP_NOT_FINITE(wake_at))
+			timeout_ms = -1;
+		else
+			timeout_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															 wake_at), 0);
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+						 (timeout_ms >= 0 ? WL_TIMEOUT : 0),
+						 timeout_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---- the run worker ---- */
+
+/* Start a transaction for one step of the run, as worker_spi does. */
+static void
+begin_step(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_step(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * The batched run: one transaction for the record, one per batch, and a
+ * last one that comes back for locked rows and closes the record.
+ */
+static void
+run_batched(const char *trigger)
+{
+	TimestampTz as_of = GetCurrentTimestamp();
+	SubexpireTarget *target;
+	SubexpireRunResult none = {0, 0};
+	SubexpireRunResult added;
+	int64		run_id = 0;
+	volatile int64 failed_run_id = 0;
+	MemoryContext run_context = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		begin_step("subexpire: starting a run");
+		target = subexpire_resolve_target(true);
+		if (subexpire_max_expired_per_run > 0)
+			subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
+		run_id = subexpire_record_run(trigger, as_of, as_of, 0, "running",
+									  &none, NULL);
+		end_step();
+		failed_run_id = run_id;
+
+		for (;;)
+		{
+			CHECK_FOR_INTERRUPTS();
+			begin_step("subexpire: expiring a batch");
+			target = subexpire_resolve_target(true);
+			added.expired_count = subexpire_expire_batch(target, as_of, as_of,
+														 subexpire_batch_size);
+			added.skipped_locked = 0;
+			if (added.expired_count > 0)
+				subexpire_update_run(run_id, &added, NULL, NULL);
+			end_step();
+			if (added.expired_count < subexpire_batch_size)
+				break;
+		}
+
+		begin_step("subexpire: finishing the run");
+		target = subexpire_resolve_target(true);
+		added = subexpire_expire_due(target, as_of, as_of);
+		subexpire_update_run(run_id, &added, "succeeded", NULL);
+		end_step();
+		set_outcome(OUTCOME_DONE, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(run_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+
+		/* Say it in the log, with what to do, as the job's own error. */
+		ereport(LOG,
+				(errmsg("subexpire: %s run failed: %s", trigger, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 edata->hint ? errhint("%s", edata->hint) : 0));
+
+		if (failed_run_id == 0)
+		{
+			/* Nothing was recorded yet: a target problem, or the guard. */
+			begin_step("subexpire: recording a failed run");
+			(void) subexpire_record_run(trigger, as_of, as_of,
+										GetCurrentTimestamp(), "failed",
+										&none, edata->message);
+			end_step();
+		}
+		else
+		{
+			begin_step("subexpire: recording a failed run");
+			subexpire_update_run(failed_run_id, &none, "failed", edata->message);
+			end_step();
+		}
+		set_outcome(OUTCOME_FAILED, edata->message);
+	}
+	PG_END_TRY();
+}
+
+void
+subexpire_run_main(Datum arg)
+{
+	RunMode		mode = (RunMode) DatumGetInt32(arg);
+	char		database[NAMEDATALEN];
+	char		role[NAMEDATALEN];
+	const char *trigger = NULL;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	strlcpy(database, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	strlcpy(role, MyBgworkerEntry->bgw_extra + NAMEDATALEN, NAMEDATALEN);
+	BackgroundWorkerInitializeConnection(database, role[0] ? role : NULL, 0);
+
+	/* Is the extension there, and are there runs a crash interrupted? */
+	begin_step("subexpire: checking");
+	if (!subexpire_extension_installed())
+	{
+		end_step();
+		set_outcome(OUTCOME_NOT_READY,
+					psprintf("extension subexpire is not installed in database \"%s\"; run CREATE EXTENSION subexpire there",
+							 database));
+		proc_exit(0);
+	}
+	if (subexpire_fail_interrupted_runs() > 0)
+		ereport(LOG,
+				(errmsg("subexpire: marked as failed a run that a crash or shutdown interrupted"),
+				 errdetail("The rows it committed stay expired and are counted in its record; this run expires the rest.")));
+
+	if (mode == RUN_SCHEDULED)
+		trigger = "schedule";
+	else if (subexpire_catch_up)
+	{
+		/* A catch-up run when a scheduled time passed since the last success. */
+		TimestampTz last = subexpire_last_scheduled_success();
+		SubexpireSchedule schedule;
+		char	   *error;
+		pg_tz	   *tz = subexpire_lookup_zone(subexpire_timezone);
+
+		if (last != 0 && tz != NULL &&
+			subexpire_parse_schedule(subexpire_schedule, &schedule, &error) &&
+			subexpire_next_run(&schedule, tz, last) <= GetCurrentTimestamp())
+			trigger = "catch-up";
+	}
+	end_step();
+
+	/* The target must be there before a run is worth starting. */
+	if (trigger != NULL)
+	{
+		volatile bool ready = true;
+		MemoryContext context = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			begin_step("subexpire: checking the target");
+			(void) subexpire_resolve_target(true);
+			end_step();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(context);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			set_outcome(OUTCOME_NOT_READY, edata->message);
+			ready = false;
+		}
+		PG_END_TRY();
+		if (!ready)
+			proc_exit(0);
+
+		run_batched(trigger);
+	}
+	else
+		set_outcome(OUTCOME_DONE, NULL);
+
+	proc_exit(0);
+}
