@@ -450,7 +450,9 @@ SELECT expired_count FROM expire_subscriptions('$AS_OF');
 EOF
 )
 echo "$out" | sed -e 's/^psql:[^ ]* //' -e 's/^/    /'
-update_plan=$(echo "$out" | awk '/Query Text: UPDATE/ { p = 1 } p && /Query Text: INSERT/ { p = 0 } p')
+# The statements that search subscriptions (the due probe, and the UPDATE
+# when something is due), up to the run record's INSERT.
+update_plan=$(echo "$out" | awk '/Query Text: (SELECT 1 FROM|UPDATE) public.subscriptions/ { p = 1 } p && /Query Text: INSERT/ { p = 0 } p')
 PLAN_OK=1
 if ! grep -Eq 'Index (Only )?Scan using ix_subscriptions_status_expires_at|Bitmap Index Scan on ix_subscriptions_status_expires_at' <<<"$update_plan" ||
 	grep -q 'Seq Scan on subscriptions' <<<"$update_plan"; then
