@@ -5,7 +5,8 @@
 # extension, starts a PostgreSQL cluster of its own in a temporary
 # directory (on a unix socket there, nothing on the network), creates the
 # reference schema with sample subscriptions, and runs the job: a dry run,
-# the run, and a second run that finds nothing left.  The cluster is
+# the run, a second run that finds nothing left, and then the background
+# worker expiring subscriptions that fall due, on a 2-second schedule.  The cluster is
 # removed at the end; pass --keep to keep it and get the psql command to
 # connect to it.  Works as root or as a user with sudo.
 set -euo pipefail
@@ -104,6 +105,23 @@ echo "== every run leaves a record"
 psql_demo -c "SELECT run_id, trigger, status, expired_count, skipped_locked,
                      finished_at - started_at AS duration
               FROM subexpire_runs ORDER BY run_id"
+
+echo "== the background worker: every 2 seconds for this demo (the default is 02:00 daily)"
+psql_demo -c "ALTER SYSTEM SET subexpire.schedule = '2 seconds'" -c "SELECT pg_reload_conf()" >/dev/null
+psql_demo -c "SELECT * FROM subexpire_next_runs(count => 3)"
+echo "== 40 more subscriptions fall due; the worker expires them"
+psql_demo -c "UPDATE subscriptions SET expires_at = now() - interval '1 minute'
+              WHERE id IN (SELECT id FROM subscriptions WHERE status = 'active'
+                           AND expires_at > now() ORDER BY expires_at LIMIT 40)"
+for _ in $(seq 1 100); do
+    done_runs=$(psql_demo -At -c "SELECT count(*) FROM subexpire_runs
+                                  WHERE trigger = 'schedule' AND expired_count > 0")
+    [ "$done_runs" -gt 0 ] && break
+    sleep 0.2
+done
+psql_demo -c "SELECT run_id, trigger, status, expired_count, as_of
+              FROM subexpire_runs WHERE trigger <> 'manual' AND expired_count > 0 ORDER BY run_id"
+psql_demo -c "SELECT status, count(*) AS subscriptions FROM subscriptions GROUP BY status ORDER BY status"
 
 if [ "$keep" = yes ]; then
     echo "== the cluster is kept; connect with:"
