@@ -240,18 +240,20 @@ subexpire_count_due(SubexpireTarget *target, TimestampTz as_of)
 /*
  * Execute plan with lock_timeout set to timeout_ms, in a subtransaction.
  * Returns false, with the statement's work undone, when it gave up waiting
- * for a row lock (lock timeout or deadlock); true, with the number of rows
- * it changed in *processed, when it ran.  Any other error propagates.
+ * for a row lock (lock timeout or deadlock; *deadlocked says which); true,
+ * with the number of rows it changed in *processed, when it ran.  Any other
+ * error propagates.
  */
 static bool
 execute_with_lock_wait(SPIPlanPtr plan, StatementParams *params,
-					   int timeout_ms, uint64 *processed)
+					   int timeout_ms, uint64 *processed, bool *deadlocked)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	ResourceOwner caller_owner = CurrentResourceOwner;
 	bool		ran = true;
 	char		timeout[32];
 
+	*deadlocked = false;
 	snprintf(timeout, sizeof(timeout), "%d", Max(timeout_ms, 1));
 
 	BeginInternalSubTransaction(NULL);
@@ -289,6 +291,7 @@ execute_with_lock_wait(SPIPlanPtr plan, StatementParams *params,
 		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
 			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
 			ReThrowError(edata);
+		*deadlocked = (edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED);
 		FreeErrorData(edata);
 		ran = false;
 	}
@@ -348,6 +351,9 @@ expire_unlocked_rows(SubexpireTarget *target, const char *table,
 /*
  * Come back for the due rows of one table that were locked, one at a time,
  * waiting for each while the run's lock-wait budget (until deadline) lasts.
+ * A deadlock ends the waiting: the transaction we deadlocked with waits for
+ * a row this run holds, and waiting for the next row would likely form the
+ * same cycle again, with that transaction as the victim this time.
  */
 static uint64
 expire_locked_rows(SubexpireTarget *target, const char *table,
@@ -387,6 +393,7 @@ expire_locked_rows(SubexpireTarget *target, const char *table,
 		long		wait_ms;
 		uint64		processed;
 		bool		isnull;
+		bool		deadlocked;
 
 		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 												  deadline);
@@ -396,8 +403,11 @@ expire_locked_rows(SubexpireTarget *target, const char *table,
 		params->values[4] = SPI_getbinval(candidates->vals[i],
 										  candidates->tupdesc, 1, &isnull);
 		params->nulls[4] = ' ';
-		if (execute_with_lock_wait(one_row, params, (int) wait_ms, &processed))
+		if (execute_with_lock_wait(one_row, params, (int) wait_ms, &processed,
+								   &deadlocked))
 			expired += processed;
+		else if (deadlocked)
+			break;
 	}
 	params->nulls[4] = 'n';
 
@@ -412,7 +422,7 @@ expire_locked_rows(SubexpireTarget *target, const char *table,
  */
 static uint64
 expire_around_locks(SubexpireTarget *target, StatementParams *params,
-					int64 *skipped)
+					bool may_wait, int64 *skipped)
 {
 	List	   *tables = heap_tables(target);
 	TimestampTz deadline;
@@ -424,8 +434,13 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   subexpire_lock_wait);
-	foreach(lc, tables)
-		expired += expire_locked_rows(target, lfirst(lc), params, deadline);
+	/*
+	 * After a deadlock, the other transaction waits for rows this run has
+	 * just taken again; waiting for its rows would close the cycle again.
+	 */
+	if (may_wait)
+		foreach(lc, tables)
+			expired += expire_locked_rows(target, lfirst(lc), params, deadline);
 
 	/*
 	 * Rows released since, and rows that a committed update moved to a new
@@ -452,6 +467,7 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 	StringInfoData sql;
 	SPIPlanPtr	plan;
 	uint64		processed;
+	bool		deadlocked;
 
 	set_params(&params, target, as_of, run_time);
 
@@ -463,10 +479,12 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 	append_due_condition(&sql, target);
 	plan = cached_plan(&expire_statement, sql.data, &params);
 
-	if (execute_with_lock_wait(plan, &params, subexpire_lock_wait, &processed))
+	if (execute_with_lock_wait(plan, &params, subexpire_lock_wait, &processed,
+							   &deadlocked))
 		result.expired_count = (int64) processed;
 	else
 		result.expired_count = (int64) expire_around_locks(target, &params,
+														   !deadlocked,
 														   &result.skipped_locked);
 
 	if (result.skipped_locked > 0)
