@@ -366,6 +366,7 @@ subexpire_scheduler_main(Datum arg)
 		char	   *error;
 		pg_tz	   *tz;
 		long		timeout_ms;
+		bool		run_now;
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextSwitchTo(loop_context);
@@ -400,7 +401,16 @@ subexpire_scheduler_main(Datum arg)
 			if (next_run == 0)
 				next_run = subexpire_next_run(&schedule, tz, now);
 
-			if (startup_pending || now >= next_run || (retry_at != 0 && now >= retry_at))
+			/*
+			 * Run at the scheduled time; at start-up at once; after a run
+			 * that could not start, not before the retry time.
+			 */
+			if (retry_at != 0)
+				run_now = now >= retry_at || now >= next_run;
+			else
+				run_now = startup_pending || now >= next_run;
+
+			if (run_now)
 			{
 				char	   *problem = connection_problem();
 				char		message[256];
