@@ -51,19 +51,10 @@ psql_demo() {
 }
 
 echo "== the reference schema, with 1,000 sample subscriptions"
+psql_demo <"$ROOT/test/reference_schema.sql"
 psql_demo <<'SQL'
 CREATE EXTENSION subexpire;
-CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), email text NOT NULL);
-CREATE TABLE public.subscriptions (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id    uuid NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
-    plan       varchar(20) NOT NULL DEFAULT 'free',
-    status     varchar(20) NOT NULL DEFAULT 'inactive',
-    expires_at timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX ix_subscriptions_status_expires_at ON subscriptions (status, expires_at);
+ALTER TABLE users ADD COLUMN email text;
 
 -- Of 1,000 users: 600 active (150 of them past their expiry), 100 active
 -- with no expiry, 150 already expired, 100 inactive, 50 pending.

@@ -4,20 +4,7 @@
 SET timezone = 'UTC';
 CREATE EXTENSION subexpire;
 
-CREATE TABLE users (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid()
-);
-
-CREATE TABLE public.subscriptions (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id    uuid NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
-    plan       varchar(20) NOT NULL DEFAULT 'free',
-    status     varchar(20) NOT NULL DEFAULT 'inactive',
-    expires_at timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX ix_subscriptions_status_expires_at ON subscriptions (status, expires_at);
+\i test/reference_schema.sql
 
 -- One row in every state, relative to the cutoff 2026-06-01 00:00 UTC that
 -- the tests use.  Row n has id ...0n and user ...1n; updated_at starts at

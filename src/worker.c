@@ -65,6 +65,9 @@
 /* A problem that keeps a run from starting is retried this often at most. */
 #define RETRY_INTERVAL_MS (60 * 1000)
 
+/* The longest single sleep: see the scheduler's loop. */
+#define MAX_SLEEP_MS (24L * 60 * 60 * 1000)
+
 /* What a run worker is asked to do (bgw_main_arg). */
 typedef enum RunMode
 {
@@ -445,13 +448,17 @@ subexpire_scheduler_main(Datum arg)
 
 		/*
 		 * Sleep until then, and not a second less: only a reload, a
-		 * shutdown or the postmaster's death wakes us earlier.
+		 * shutdown or the postmaster's death wakes us earlier.  A wait is
+		 * at most a day (WaitLatch's timeout must fit an int, and a day is
+		 * short enough to notice a system clock that was set), after which
+		 * the loop finds the time not yet come and sleeps again.
 		 */
 		if (TIMESTAMP_NOT_FINITE(wake_at))
 			timeout_ms = -1;
 		else
-			timeout_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-															 wake_at), 0);
+			timeout_ms = Min(Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																 wake_at), 0),
+							 MAX_SLEEP_MS);
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
 						 (timeout_ms >= 0 ? WL_TIMEOUT : 0),

@@ -4,27 +4,21 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::Bin;
+
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use SubexpireTest;
 use Test::More;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
 $primary->append_conf('postgresql.conf', "shared_preload_libraries = 'subexpire'");
 $primary->start;
+create_reference_schema($primary, 'postgres');
 $primary->safe_psql('postgres', q{
     CREATE EXTENSION subexpire;
-    CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid());
-    CREATE TABLE public.subscriptions (
-        id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-        user_id    uuid NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
-        plan       varchar(20) NOT NULL DEFAULT 'free',
-        status     varchar(20) NOT NULL DEFAULT 'inactive',
-        expires_at timestamptz,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE INDEX ix_subscriptions_status_expires_at ON subscriptions (status, expires_at);
     WITH u AS (INSERT INTO users SELECT gen_random_uuid() FROM generate_series(1, 5) RETURNING id)
     INSERT INTO subscriptions (user_id, status, expires_at)
     SELECT id, 'active', '2026-05-01 00:00+00'::timestamptz + (row_number() OVER ()) * interval '7 days'

@@ -4,8 +4,12 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::Bin;
+
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use SubexpireTest;
 use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('cron');
@@ -19,20 +23,10 @@ subexpire.enabled = off
 });
 $node->start;
 
+create_reference_schema($node, 'postgres');
 $node->safe_psql('postgres', q{
     CREATE EXTENSION pg_cron;
     CREATE EXTENSION subexpire;
-    CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid());
-    CREATE TABLE public.subscriptions (
-        id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-        user_id    uuid NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
-        plan       varchar(20) NOT NULL DEFAULT 'free',
-        status     varchar(20) NOT NULL DEFAULT 'inactive',
-        expires_at timestamptz,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE INDEX ix_subscriptions_status_expires_at ON subscriptions (status, expires_at);
     WITH u AS (INSERT INTO users SELECT gen_random_uuid() FROM generate_series(1, 50) RETURNING id)
     INSERT INTO subscriptions (user_id, status, expires_at)
     SELECT id, 'active',

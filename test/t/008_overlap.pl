@@ -4,8 +4,12 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::Bin;
+
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use SubexpireTest;
 use Test::More;
 use IPC::Run;
 
@@ -21,19 +25,9 @@ subexpire.batch_size = 2000
 });
 $node->start;
 
+create_reference_schema($node, 'postgres');
 $node->safe_psql('postgres', qq{
     CREATE EXTENSION subexpire;
-    CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid());
-    CREATE TABLE public.subscriptions (
-        id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-        user_id    uuid NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
-        plan       varchar(20) NOT NULL DEFAULT 'free',
-        status     varchar(20) NOT NULL DEFAULT 'inactive',
-        expires_at timestamptz,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE INDEX ix_subscriptions_status_expires_at ON subscriptions (status, expires_at);
     -- One row here each time a subscription becomes expired.
     CREATE TABLE expirations (id uuid NOT NULL, by_user name NOT NULL);
     CREATE FUNCTION note_expiry() RETURNS trigger LANGUAGE plpgsql AS \$\$

@@ -1,0 +1,36 @@
+# test/t/SubexpireTest.pm: what the TAP tests of subexpire share.
+package SubexpireTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use File::Basename qw(dirname);
+use PostgreSQL::Test::Utils;
+
+our @EXPORT = qw(create_reference_schema add_subscriptions);
+
+# Create the reference schema (test/reference_schema.sql) in $dbname.
+sub create_reference_schema
+{
+    my ($node, $dbname) = @_;
+    my $sql = slurp_file(dirname(__FILE__) . '/../reference_schema.sql');
+    $node->safe_psql($dbname, $sql);
+    return;
+}
+
+# Add $count users with an active subscription each, expiring at the SQL
+# expression $expires_at (evaluated per row).
+sub add_subscriptions
+{
+    my ($node, $dbname, $count, $expires_at) = @_;
+    $node->safe_psql($dbname, qq{
+        WITH u AS (INSERT INTO users SELECT gen_random_uuid()
+                   FROM generate_series(1, $count) RETURNING id)
+        INSERT INTO subscriptions (user_id, status, expires_at)
+        SELECT id, 'active', $expires_at FROM u;
+    });
+    return;
+}
+
+1;
