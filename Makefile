@@ -5,7 +5,9 @@ MODULE_big = subexpire
 OBJS = \
 	src/expire.o \
 	src/runs.o \
+	src/health.o \
 	src/schedule.o \
+	src/stats.o \
 	src/subexpire.o \
 	src/target.o \
 	src/worker.o
@@ -14,7 +16,7 @@ PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 DATA = sql/subexpire--1.0.sql
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup expire config partitioned plan locked schedule errors privileges security
+REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out

@@ -56,3 +56,73 @@ LANGUAGE C STABLE;
 
 COMMENT ON FUNCTION subexpire_next_runs(text, text, timestamptz, integer) IS
     'the next times a schedule fires (NULL: subexpire.schedule in subexpire.timezone), as the worker computes them';
+
+-- Statistics since the last reset, kept in shared memory (src/stats.c):
+-- every run counts, manual, scheduled, catch-up or from pg_cron, also one
+-- that failed and whose transaction rolled back.
+CREATE FUNCTION subexpire_stats_internal(
+    OUT runs_total          bigint,
+    OUT runs_failed         bigint,
+    OUT expired_total       bigint,
+    OUT last_run_started_at timestamptz,
+    OUT last_success_at     timestamptz,
+    OUT last_failure_at     timestamptz,
+    OUT last_error          text,
+    OUT last_run_duration   interval,
+    OUT last_run_expired    bigint,
+    OUT last_expiry_at      timestamptz,
+    OUT next_run_at         timestamptz,
+    OUT worker_pid          integer,
+    OUT due_now             bigint,
+    OUT stats_reset         timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'subexpire_stats_internal'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW subexpire_stats AS
+    SELECT * FROM subexpire_stats_internal();
+
+COMMENT ON VIEW subexpire_stats IS
+    'totals since the statistics were reset, the last runs, the worker and the rows due now';
+
+CREATE FUNCTION subexpire_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'subexpire_stats_reset'
+LANGUAGE C VOLATILE;
+
+-- The same figures in Prometheus text exposition format.
+CREATE FUNCTION subexpire_metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'subexpire_metrics'
+LANGUAGE C VOLATILE;
+
+-- The run-duration histogram of subexpire_metrics(), one row a bucket:
+-- its upper bound in seconds (infinity last) and the runs that took at most
+-- that long (cumulative, as Prometheus counts them).
+CREATE FUNCTION subexpire_duration_buckets(
+    OUT le    double precision,
+    OUT runs  bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'subexpire_duration_buckets'
+LANGUAGE C VOLATILE;
+
+-- One row a check: ok, warning or critical, with what to do.
+CREATE FUNCTION subexpire_health(
+    OUT check_name text,
+    OUT status     text,
+    OUT detail     text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'subexpire_health'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION subexpire_stats_internal() FROM PUBLIC;
+REVOKE ALL ON FUNCTION subexpire_stats_reset() FROM PUBLIC;
+REVOKE ALL ON FUNCTION subexpire_metrics() FROM PUBLIC;
+REVOKE ALL ON FUNCTION subexpire_health() FROM PUBLIC;
+REVOKE ALL ON FUNCTION subexpire_duration_buckets() FROM PUBLIC;
+REVOKE ALL ON subexpire_stats FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION subexpire_stats_internal() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION subexpire_metrics() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION subexpire_health() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION subexpire_duration_buckets() TO pg_monitor;
+GRANT SELECT ON subexpire_stats TO pg_monitor;

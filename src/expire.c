@@ -124,6 +124,53 @@ append_due_condition(StringInfo sql, SubexpireTarget *target)
 					 target->status_column, target->expires_column);
 }
 
+/*
+ * " RETURNING <key>" when subexpire.log_expired asks for one line per
+ * expired row: the primary key's columns, or the ctid of a table that has
+ * none.
+ */
+static void
+append_returning(StringInfo sql, SubexpireTarget *target)
+{
+	if (subexpire_log_expired)
+		appendStringInfo(sql, " RETURNING %s", subexpire_key_columns(target));
+}
+
+/*
+ * Check the result of one of the UPDATEs, and log the rows it expired when
+ * subexpire.log_expired is on.  Returns how many it expired.
+ */
+static uint64
+finish_update(int rc, SubexpireTarget *target, const char *what)
+{
+	if (rc != SPI_OK_UPDATE && rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
+	if (rc == SPI_OK_UPDATE_RETURNING)
+	{
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			StringInfoData key;
+
+			initStringInfo(&key);
+			for (int col = 1; col <= desc->natts; col++)
+			{
+				char	   *value = SPI_getvalue(SPI_tuptable->vals[i], desc, col);
+
+				appendStringInfo(&key, "%s%s", col > 1 ? ", " : "",
+								 value ? value : "NULL");
+			}
+			ereport(LOG,
+					(errmsg("subexpire: expired subscription (%s)=(%s) in %s",
+							subexpire_key_columns(target), key.data,
+							target->qualified_name)));
+			pfree(key.data);
+		}
+	}
+	return SPI_processed;
+}
+
 /* "UPDATE rel SET status = $1, updated_at = $4 WHERE " */
 static void
 append_update_head(StringInfo sql, SubexpireTarget *target,
@@ -245,8 +292,9 @@ subexpire_count_due(SubexpireTarget *target, TimestampTz as_of)
  * error propagates.
  */
 static bool
-execute_with_lock_wait(SPIPlanPtr plan, StatementParams *params,
-					   int timeout_ms, uint64 *processed, bool *deadlocked)
+execute_with_lock_wait(SPIPlanPtr plan, SubexpireTarget *target,
+					   StatementParams *params, int timeout_ms,
+					   uint64 *processed, bool *deadlocked)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	ResourceOwner caller_owner = CurrentResourceOwner;
@@ -267,10 +315,7 @@ execute_with_lock_wait(SPIPlanPtr plan, StatementParams *params,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
 								 false);
 		rc = SPI_execute_plan(plan, params->values, params->nulls, false, 0);
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "expiring due rows failed: %s",
-				 SPI_result_code_string(rc));
-		*processed = SPI_processed;
+		*processed = finish_update(rc, target, "expiring due rows");
 		AtEOXact_GUC(true, guc_level);
 
 		ReleaseCurrentSubTransaction();
@@ -339,13 +384,11 @@ expire_unlocked_rows(SubexpireTarget *target, const char *table,
 	append_due_condition(&sql, target);
 	appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
 	append_due_condition(&sql, target);
+	append_returning(&sql, target);
 
 	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "expiring unlocked rows failed: %s",
-			 SPI_result_code_string(rc));
-	return SPI_processed;
+	return finish_update(rc, target, "expiring unlocked rows");
 }
 
 /*
@@ -383,6 +426,7 @@ expire_locked_rows(SubexpireTarget *target, const char *table,
 	append_update_head(&sql, target, table, true);
 	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) $5 AND ");
 	append_due_condition(&sql, target);
+	append_returning(&sql, target);
 	one_row = SPI_prepare(sql.data, PARAM_COUNT, params->types);
 	if (one_row == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
@@ -403,8 +447,8 @@ expire_locked_rows(SubexpireTarget *target, const char *table,
 		params->values[4] = SPI_getbinval(candidates->vals[i],
 										  candidates->tupdesc, 1, &isnull);
 		params->nulls[4] = ' ';
-		if (execute_with_lock_wait(one_row, params, (int) wait_ms, &processed,
-								   &deadlocked))
+		if (execute_with_lock_wait(one_row, target, params, (int) wait_ms,
+								   &processed, &deadlocked))
 			expired += processed;
 		else if (deadlocked)
 			break;
@@ -477,10 +521,11 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 	initStringInfo(&sql);
 	append_update_head(&sql, target, target->qualified_name, false);
 	append_due_condition(&sql, target);
+	append_returning(&sql, target);
 	plan = cached_plan(&expire_statement, sql.data, &params);
 
-	if (execute_with_lock_wait(plan, &params, subexpire_lock_wait, &processed,
-							   &deadlocked))
+	if (execute_with_lock_wait(plan, target, &params, subexpire_lock_wait,
+							   &processed, &deadlocked))
 		result.expired_count = (int64) processed;
 	else
 		result.expired_count = (int64) expire_around_locks(target, &params,
@@ -534,13 +579,11 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 		append_due_condition(&sql, target);
 		appendStringInfoString(&sql, " LIMIT $6 FOR NO KEY UPDATE SKIP LOCKED)) AND ");
 		append_due_condition(&sql, target);
+		append_returning(&sql, target);
 
 		rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params.types,
 								   params.values, params.nulls, false, 0);
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "expiring a batch failed: %s",
-				 SPI_result_code_string(rc));
-		expired += (int64) SPI_processed;
+		expired += (int64) finish_update(rc, target, "expiring a batch");
 	}
 	return expired;
 }
@@ -627,19 +670,49 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	target = subexpire_resolve_target(!dry_run);
 	if (dry_run)
-		result.expired_count = subexpire_count_due(target, as_of);
+		result.expired_count = subexpire_count_due(subexpire_resolve_target(false),
+												   as_of);
 	else
 	{
-		if (subexpire_max_expired_per_run > 0)
-			subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
-		result = subexpire_expire_due(target, as_of, started_at);
-		/* Rows that became due while the run went on count too. */
-		subexpire_check_max_expired(result.expired_count, as_of);
-		(void) subexpire_record_run("manual", as_of, started_at,
-									GetCurrentTimestamp(), "succeeded",
-									&result, NULL);
+		MemoryContext run_context = CurrentMemoryContext;
+
+		/*
+		 * A run that fails is counted at once, with its message: its
+		 * transaction rolls back, and nothing else would remember it.
+		 */
+		PG_TRY();
+		{
+			TimestampTz finished_at;
+			int64		run_id;
+
+			target = subexpire_resolve_target(true);
+			if (subexpire_max_expired_per_run > 0)
+				subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
+			result = subexpire_expire_due(target, as_of, started_at);
+			/* Rows that became due while the run went on count too. */
+			subexpire_check_max_expired(result.expired_count, as_of);
+			finished_at = GetCurrentTimestamp();
+			run_id = subexpire_record_run("manual", as_of, started_at,
+										  finished_at, "succeeded",
+										  &result, NULL);
+			subexpire_prune_runs();
+			subexpire_announce_run("manual", run_id, as_of, started_at,
+								   finished_at, &result);
+			subexpire_stats_run_succeeded_in_xact(started_at, finished_at,
+												  result.expired_count);
+		}
+		PG_CATCH();
+		{
+			MemoryContext error_context = MemoryContextSwitchTo(run_context);
+			ErrorData  *edata = CopyErrorData();
+
+			MemoryContextSwitchTo(error_context);
+			subexpire_stats_count_run(started_at, GetCurrentTimestamp(), 0,
+									  edata->message);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
 
 	SPI_finish();

@@ -24,10 +24,12 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -260,4 +262,70 @@ subexpire_last_scheduled_success(void)
 	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 						  &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(value);
+}
+
+/* The role that owns the extension's tables: whose rights records use. */
+Oid
+subexpire_extension_owner(void)
+{
+	Oid			runs_relid = get_relname_relid(RUNS_TABLE, extension_schema());
+
+	if (!OidIsValid(runs_relid))
+		elog(ERROR, "table %s of extension subexpire is missing", RUNS_TABLE);
+	return relation_owner(runs_relid);
+}
+
+/*
+ * Tell the world about a run that is about to commit: one LOG line with
+ * its trigger, cutoff, count and duration, and, when it expired rows,
+ * NOTIFY subexpire with a JSON payload, delivered when its transaction
+ * commits (and not at all if it rolls back).
+ */
+void
+subexpire_announce_run(const char *trigger, int64 run_id, TimestampTz as_of,
+					   TimestampTz started_at, TimestampTz finished_at,
+					   const SubexpireRunResult *result)
+{
+	ereport(LOG,
+			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s",
+					trigger, (long long) run_id,
+					(long long) result->expired_count,
+					timestamptz_to_str(as_of),
+					(double) (finished_at - started_at) / USECS_PER_SEC,
+					result->skipped_locked > 0
+					? psprintf(", and left %lld locked by other transactions for the next run",
+							   (long long) result->skipped_locked)
+					: "")));
+
+	if (result->expired_count > 0)
+	{
+		char	   *as_of_text = JsonEncodeDateTime(NULL, TimestampTzGetDatum(as_of),
+													TIMESTAMPTZOID, NULL);
+
+		Async_Notify("subexpire",
+					 psprintf("{\"run_id\":%lld,\"expired_count\":%lld,\"as_of\":\"%s\"}",
+							  (long long) run_id,
+							  (long long) result->expired_count, as_of_text));
+	}
+}
+
+/*
+ * Remove the runs older than subexpire.history_retention.  Each run calls
+ * this once; the index on started_at makes it cheap.
+ */
+void
+subexpire_prune_runs(void)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+	int			rc;
+
+	if (subexpire_history_retention <= 0)
+		return;
+	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																-(int64) subexpire_history_retention * 1000));
+	rc = execute_as_owner("DELETE FROM %s WHERE started_at OPERATOR(pg_catalog.<) $1",
+						  1, types, values, NULL);
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "removing old runs failed: %s", SPI_result_code_string(rc));
 }

@@ -54,6 +54,10 @@ char	   *subexpire_timezone = NULL;
 char	   *subexpire_database = NULL;
 char	   *subexpire_role = NULL;
 bool		subexpire_catch_up = true;
+int			subexpire_history_retention = 90 * 24 * 60 * 60;
+int			subexpire_alert_no_expiry_after = 7 * 24 * 60 * 60;
+int			subexpire_alert_max_expired = 0;
+bool		subexpire_log_expired = false;
 
 /*
  * How many dot-separated SQL identifiers "value" is made of, or -1 when it
@@ -278,8 +282,43 @@ _PG_init(void)
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("subexpire.history_retention",
+							"Runs older than this are removed from subexpire_runs.",
+							"0 keeps them all.",
+							&subexpire_history_retention,
+							90 * 24 * 60 * 60, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("subexpire.alert_no_expiry_after",
+							"subexpire_health() warns when no subscription expired for this long.",
+							"0 turns the check off.",
+							&subexpire_alert_no_expiry_after,
+							7 * 24 * 60 * 60, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("subexpire.alert_max_expired",
+							"subexpire_health() warns when a run expired more subscriptions than this.",
+							"0 turns the check off.",
+							&subexpire_alert_max_expired,
+							0, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("subexpire.log_expired",
+							 "Log one line per expired subscription, naming its key.",
+							 NULL,
+							 &subexpire_log_expired,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("subexpire");
 
 	if (process_shared_preload_libraries_in_progress)
+	{
+		subexpire_stats_init();
 		subexpire_register_worker();
+	}
 }

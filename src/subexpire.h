@@ -27,6 +27,10 @@ extern int	subexpire_grace_period;
 extern int	subexpire_batch_size;
 extern int	subexpire_max_expired_per_run;
 extern int	subexpire_lock_wait;
+extern int	subexpire_history_retention;
+extern int	subexpire_alert_no_expiry_after;
+extern int	subexpire_alert_max_expired;
+extern bool subexpire_log_expired;
 extern bool subexpire_enabled;
 extern char *subexpire_schedule;
 extern char *subexpire_timezone;
@@ -44,6 +48,8 @@ typedef struct SubexpireTarget
 {
 	Oid			relid;
 	char		relkind;
+	AttrNumber	status_attnum;
+	AttrNumber	expires_attnum;
 	char	   *qualified_name; /* quoted, ready to paste into SQL */
 	char	   *status_column;	/* quoted */
 	char	   *expires_column; /* quoted */
@@ -53,10 +59,12 @@ typedef struct SubexpireTarget
 	Oid			updated_type;
 	Datum		active_word;
 	Datum		expired_word;
+	char	   *key_columns;	/* for the log; see subexpire_key_columns() */
 } SubexpireTarget;
 
 extern SubexpireTarget *subexpire_resolve_target(bool for_update);
 extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type);
+extern const char *subexpire_key_columns(SubexpireTarget *target);
 
 /* What one run did (src/expire.c). */
 typedef struct SubexpireRunResult
@@ -87,7 +95,31 @@ extern int64 subexpire_fail_interrupted_runs(void);
 extern TimestampTz subexpire_last_scheduled_success(void);
 extern bool subexpire_extension_installed(void);
 
+extern Oid	subexpire_extension_owner(void);
+extern void subexpire_announce_run(const char *trigger, int64 run_id,
+								   TimestampTz as_of, TimestampTz started_at,
+								   TimestampTz finished_at,
+								   const SubexpireRunResult *result);
+extern void subexpire_prune_runs(void);
+
 /* The background worker (src/worker.c). */
 extern void subexpire_register_worker(void);
+extern void subexpire_worker_status(int *pid, TimestampTz *next_run_at);
+
+/* Statistics (src/stats.c). */
+extern void subexpire_stats_init(void);
+extern void subexpire_stats_count_run(TimestampTz started_at,
+									  TimestampTz finished_at,
+									  int64 expired, const char *error);
+extern void subexpire_stats_run_succeeded_in_xact(TimestampTz started_at,
+												  TimestampTz finished_at,
+												  int64 expired);
+extern TimestampTz subexpire_stats_reset_time(void);
+extern void subexpire_stats_for_health(TimestampTz *last_success_at,
+									   TimestampTz *last_failure_at,
+									   TimestampTz *last_run_started_at,
+									   TimestampTz *last_expiry_at,
+									   int64 *last_run_expired,
+									   char *last_error, Size last_error_size);
 
 #endif							/* SUBEXPIRE_H */

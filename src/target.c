@@ -21,7 +21,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "lib/stringinfo.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -32,6 +36,8 @@
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/resowner.h"
 #include "utils/varlena.h"
 
@@ -292,11 +298,11 @@ subexpire_resolve_target(bool for_update)
 		quote_qualified_identifier(get_namespace_name(get_rel_namespace(target->relid)),
 								   get_rel_name(target->relid));
 
-	status_attnum = lookup_column(target, "subexpire.status_column",
+	target->status_attnum = status_attnum = lookup_column(target, "subexpire.status_column",
 								  subexpire_status_column, is_status_type,
 								  STATUS_TYPES, &target->status_type,
 								  &base_type, &target->status_column);
-	expires_attnum = lookup_column(target, "subexpire.expires_column",
+	target->expires_attnum = expires_attnum = lookup_column(target, "subexpire.expires_column",
 								   subexpire_expires_column,
 								   is_timestamp_type, TIMESTAMP_TYPES,
 								   &type, &target->expires_type,
@@ -339,6 +345,41 @@ subexpire_resolve_target(bool for_update)
 					 updated_attnum);
 
 	return target;
+}
+
+/*
+ * The columns that name a row of the target in the log: its primary key's,
+ * quoted and comma-separated, or "ctid" when it has none.
+ */
+const char *
+subexpire_key_columns(SubexpireTarget *target)
+{
+	Relation	rel;
+	Oid			pk;
+
+	if (target->key_columns != NULL)
+		return target->key_columns;
+
+	rel = table_open(target->relid, AccessShareLock);
+	pk = RelationGetPrimaryKeyIndex(rel);
+	if (OidIsValid(pk))
+	{
+		Relation	index = index_open(pk, AccessShareLock);
+		StringInfoData columns;
+
+		initStringInfo(&columns);
+		for (int i = 0; i < index->rd_index->indnkeyatts; i++)
+			appendStringInfo(&columns, "%s%s", i > 0 ? ", " : "",
+							 quote_identifier(get_attname(target->relid,
+														  index->rd_index->indkey.values[i],
+														  false)));
+		index_close(index, AccessShareLock);
+		target->key_columns = columns.data;
+	}
+	else
+		target->key_columns = "ctid";
+	table_close(rel, AccessShareLock);
+	return target->key_columns;
 }
 
 /*

@@ -153,6 +153,23 @@ set_next_run(TimestampTz next)
 }
 
 /*
+ * The worker's pid and next scheduled time, for monitoring; 0 when there
+ * is no worker or no time planned.
+ */
+void
+subexpire_worker_status(int *pid, TimestampTz *next_run_at)
+{
+	*pid = 0;
+	*next_run_at = 0;
+	if (worker_state == NULL)
+		return;
+	SpinLockAcquire(&worker_state->mutex);
+	*pid = worker_state->scheduler_pid;
+	*next_run_at = worker_state->next_run_at;
+	SpinLockRelease(&worker_state->mutex);
+}
+
+/*
  * Called from _PG_init when the library is preloaded: reserve the shared
  * state and register the scheduler.
  */
@@ -502,8 +519,11 @@ run_batched(const char *trigger)
 	SubexpireTarget *target;
 	SubexpireRunResult none = {0, 0};
 	SubexpireRunResult added;
+	SubexpireRunResult total = {0, 0};
+	TimestampTz finished_at;
 	int64		run_id = 0;
 	volatile int64 failed_run_id = 0;
+	volatile int64 committed = 0;
 	MemoryContext run_context = CurrentMemoryContext;
 
 	PG_TRY();
@@ -528,6 +548,8 @@ run_batched(const char *trigger)
 			if (added.expired_count > 0)
 				subexpire_update_run(run_id, &added, NULL, NULL);
 			end_step();
+			total.expired_count += added.expired_count;
+			committed = total.expired_count;
 			if (added.expired_count < subexpire_batch_size)
 				break;
 		}
@@ -536,7 +558,14 @@ run_batched(const char *trigger)
 		target = subexpire_resolve_target(true);
 		added = subexpire_expire_due(target, as_of, as_of);
 		subexpire_update_run(run_id, &added, "succeeded", NULL);
+		total.expired_count += added.expired_count;
+		total.skipped_locked = added.skipped_locked;
+		subexpire_prune_runs();
+		finished_at = GetCurrentTimestamp();
+		subexpire_announce_run(trigger, run_id, as_of, as_of, finished_at,
+							   &total);
 		end_step();
+		subexpire_stats_count_run(as_of, finished_at, total.expired_count, NULL);
 		set_outcome(OUTCOME_DONE, NULL);
 	}
 	PG_CATCH();
@@ -569,6 +598,8 @@ run_batched(const char *trigger)
 			subexpire_update_run(failed_run_id, &none, "failed", edata->message);
 			end_step();
 		}
+		subexpire_stats_count_run(as_of, GetCurrentTimestamp(), committed,
+								  edata->message);
 		set_outcome(OUTCOME_FAILED, edata->message);
 	}
 	PG_END_TRY();

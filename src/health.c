@@ -1,0 +1,255 @@
+/*-------------------------------------------------------------------------
+ *
+ * health.c
+ *	  subexpire_health(): the checks that application-side expiry jobs are
+ *	  told to set up as alerts, with a status and what to do.
+ *
+ *	  last_run          the last run failed: critical
+ *	  overdue           no successful run when the worker's schedule had
+ *	                    one due: critical
+ *	  no_expiry         no subscription expired for longer than
+ *	                    subexpire.alert_no_expiry_after: warning
+ *	  excessive_expiry  the last run expired more than
+ *	                    subexpire.alert_max_expired: warning
+ *	  index             no index serves the due-row search, so every run
+ *	                    scans the table: warning
+ *
+ * IDENTIFICATION
+ *	  src/health.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/relation.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "schedule.h"
+#include "subexpire.h"
+
+/* How late a scheduled run may be before "overdue" says so. */
+#define OVERDUE_GRACE_SECONDS (15 * 60)
+
+typedef struct HealthRows
+{
+	Tuplestorestate *tupstore;
+	TupleDesc	tupdesc;
+} HealthRows;
+
+static void
+add_check(HealthRows *rows, const char *name, const char *status,
+		  const char *detail)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = CStringGetTextDatum(detail);
+	tuplestore_putvalues(rows->tupstore, rows->tupdesc, values, nulls);
+}
+
+/*
+ * Does an index of relid serve "status = x AND expires <= y": one whose
+ * first column is the expiry column (a partial index on active rows, say),
+ * or whose first two columns are the status and expiry columns?
+ */
+static bool
+has_due_row_index(Oid relid, AttrNumber status_attnum,
+				  AttrNumber expires_attnum)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	bool		found = false;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = index->rd_index;
+
+		if (form->indisvalid && form->indnkeyatts >= 1 &&
+			index->rd_rel->relam == BTREE_AM_OID &&
+			(form->indkey.values[0] == expires_attnum ||
+			 (form->indnkeyatts >= 2 &&
+			  form->indkey.values[0] == status_attnum &&
+			  form->indkey.values[1] == expires_attnum)))
+			found = true;
+		index_close(index, AccessShareLock);
+		if (found)
+			break;
+	}
+	list_free(indexes);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* The index check, on the target as the settings describe it. */
+static void
+check_index(HealthRows *rows)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+
+	/* A target that cannot be resolved is reported, not raised. */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller_context);
+	PG_TRY();
+	{
+		SubexpireTarget *target;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		target = subexpire_resolve_target(false);
+		if (has_due_row_index(target->relid, target->status_attnum,
+							  target->expires_attnum))
+			add_check(rows, "index", "ok",
+					  psprintf("an index on %s serves the due-row search",
+							   target->qualified_name));
+		else
+			add_check(rows, "index", "warning",
+					  psprintf("no index serves the due-row search, so every run scans %s; create one: CREATE INDEX ON %s (%s, %s)",
+							   target->qualified_name, target->qualified_name,
+							   target->status_column, target->expires_column));
+		SPI_finish();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+		add_check(rows, "index", "critical",
+				  psprintf("the target cannot be checked: %s%s%s",
+						   edata->message,
+						   edata->hint ? "; " : "",
+						   edata->hint ? edata->hint : ""));
+	}
+	PG_END_TRY();
+}
+
+PG_FUNCTION_INFO_V1(subexpire_health);
+
+Datum
+subexpire_health(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext caller_context;
+	HealthRows	rows;
+	TimestampTz last_success_at;
+	TimestampTz last_failure_at;
+	TimestampTz last_run_started_at;
+	TimestampTz last_expiry_at;
+	int64		last_run_expired;
+	char		last_error[256];
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("subexpire_health() must be called where a set can be returned")));
+
+	subexpire_stats_for_health(&last_success_at, &last_failure_at,
+							   &last_run_started_at, &last_expiry_at,
+							   &last_run_expired, last_error,
+							   sizeof(last_error));
+
+	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (get_call_result_type(fcinfo, NULL, &rows.tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	rows.tupstore = tuplestore_begin_heap(false, false, work_mem);
+	MemoryContextSwitchTo(caller_context);
+
+	/* last_run */
+	if (last_failure_at != 0 && last_failure_at >= last_success_at)
+		add_check(&rows, "last_run", "critical",
+				  psprintf("the last run failed at %s: %s; fix the cause, then run SELECT expire_subscriptions() or wait for the next scheduled run",
+						   timestamptz_to_str(last_failure_at), last_error));
+	else if (last_run_started_at == 0)
+		add_check(&rows, "last_run", "ok", "no run since the statistics were reset");
+	else
+		add_check(&rows, "last_run", "ok",
+				  psprintf("the last run succeeded at %s",
+						   timestamptz_to_str(last_success_at)));
+
+	/* overdue */
+	if (!subexpire_enabled)
+		add_check(&rows, "overdue", "ok",
+				  "subexpire.enabled is off: the worker does not run the schedule, so nothing is checked");
+	else
+	{
+		SubexpireSchedule schedule;
+		char	   *error;
+		pg_tz	   *tz = subexpire_lookup_zone(subexpire_timezone);
+		TimestampTz since = last_success_at;
+		TimestampTz due_at;
+
+		/* With no success yet, the clock starts at the last reset. */
+		if (since == 0)
+			since = subexpire_stats_reset_time();
+		if (tz == NULL || !subexpire_parse_schedule(subexpire_schedule, &schedule, &error))
+			due_at = DT_NOEND;
+		else
+			due_at = subexpire_next_run(&schedule, tz, since);
+		if (due_at != DT_NOEND &&
+			TimestampTzPlusMilliseconds(due_at, OVERDUE_GRACE_SECONDS * 1000) < now)
+			add_check(&rows, "overdue", "critical",
+					  psprintf("no successful run since %s, although subexpire.schedule had one due at %s; check that subexpire is in shared_preload_libraries and the worker runs (subexpire_stats.worker_pid), and the server log",
+							   since == 0 ? "the start" : timestamptz_to_str(since),
+							   timestamptz_to_str(due_at)));
+		else
+			add_check(&rows, "overdue", "ok", "no scheduled run is overdue");
+	}
+
+	/* no_expiry */
+	if (subexpire_alert_no_expiry_after > 0 && last_expiry_at != 0 &&
+		TimestampTzPlusMilliseconds(last_expiry_at,
+									(int64) subexpire_alert_no_expiry_after * 1000) < now)
+		add_check(&rows, "no_expiry", "warning",
+				  psprintf("no subscription expired since %s, longer than subexpire.alert_no_expiry_after; check the job's settings and the expiry data",
+						   timestamptz_to_str(last_expiry_at)));
+	else
+		add_check(&rows, "no_expiry", "ok",
+				  last_expiry_at == 0 ? "no subscription expired yet since the statistics were reset"
+				  : psprintf("the last expiry was at %s", timestamptz_to_str(last_expiry_at)));
+
+	/* excessive_expiry */
+	if (subexpire_alert_max_expired > 0 && last_run_expired > subexpire_alert_max_expired)
+		add_check(&rows, "excessive_expiry", "warning",
+				  psprintf("the last run expired " INT64_FORMAT " subscriptions, more than subexpire.alert_max_expired (%d); check the clock and the expiry data",
+						   last_run_expired, subexpire_alert_max_expired));
+	else
+		add_check(&rows, "excessive_expiry", "ok",
+				  subexpire_alert_max_expired > 0 ? "the last run stayed under subexpire.alert_max_expired"
+				  : "subexpire.alert_max_expired is 0: not checked");
+
+	/* index */
+	check_index(&rows);
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = rows.tupstore;
+	rsinfo->setDesc = rows.tupdesc;
+	return (Datum) 0;
+}

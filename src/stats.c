@@ -1,0 +1,582 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.c
+ *	  Statistics of the runs, in shared memory, and the SQL functions that
+ *	  read them: subexpire_stats, subexpire_metrics(), the duration
+ *	  histogram, and subexpire_stats_reset().
+ *
+ * Every run is counted, whoever started it.  A run that fails is counted
+ * as failed at once, with its time and message, although its transaction
+ * rolls back; a manual run that succeeded is counted when its caller's
+ * transaction commits (and as failed if that transaction rolls back
+ * instead), so that the figures agree with the rows that stay expired.
+ *
+ * The statistics survive a clean restart: the postmaster writes them to a
+ * file at shutdown and reads them back at start, as pg_stat_statements
+ * does; after a crash they start from zero.
+ *
+ * IDENTIFICATION
+ *	  src/stats.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "subexpire.h"
+
+#define STATS_FILE	PGSTAT_STAT_PERMANENT_DIRECTORY "/subexpire.stat"
+#define STATS_FILE_MAGIC 0x53584531	/* "SXE1" */
+
+/* Upper bounds, in seconds, of the run-duration histogram's buckets. */
+static const double duration_bounds[] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600
+};
+#define DURATION_BUCKETS (lengthof(duration_bounds) + 1)	/* + Inf */
+
+typedef struct SubexpireCounters
+{
+	int64		runs_total;
+	int64		runs_failed;
+	int64		expired_total;
+	TimestampTz last_run_started_at;
+	TimestampTz last_success_at;
+	TimestampTz last_failure_at;
+	TimestampTz last_expiry_at; /* last run that expired a row */
+	int64		last_run_duration;	/* microseconds */
+	int64		last_run_expired;
+	char		last_error[256];
+	int64		duration_counts[DURATION_BUCKETS];	/* not cumulative */
+	double		duration_sum;	/* seconds */
+	TimestampTz stats_reset;
+} SubexpireCounters;
+
+typedef struct SubexpireStats
+{
+	LWLock	   *lock;
+	SubexpireCounters counters;
+} SubexpireStats;
+
+static SubexpireStats *stats = NULL;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+
+/* A manual run that succeeded, counted when its transaction ends. */
+typedef struct PendingRun
+{
+	bool		pending;
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	int64		expired;
+} PendingRun;
+
+static PendingRun pending_run;
+static bool xact_callback_registered = false;
+
+/* ---- shared memory and the stats file ---- */
+
+static void
+stats_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SubexpireStats)));
+	RequestNamedLWLockTranche("subexpire stats", 1);
+}
+
+/* Write the counters to the stats file, at a clean shutdown. */
+static void
+stats_shmem_shutdown(int code, Datum arg)
+{
+	FILE	   *file;
+	uint32		magic = STATS_FILE_MAGIC;
+
+	/* After a crash, or in a process that is not the postmaster: no. */
+	if (code != 0 || stats == NULL)
+		return;
+
+	file = AllocateFile(STATS_FILE ".tmp", PG_BINARY_W);
+	if (file == NULL ||
+		fwrite(&magic, sizeof(magic), 1, file) != 1 ||
+		fwrite(&stats->counters, sizeof(SubexpireCounters), 1, file) != 1 ||
+		FreeFile(file) != 0)
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("could not write subexpire statistics file \"%s\": %m",
+						STATS_FILE ".tmp")));
+		if (file)
+			FreeFile(file);
+		unlink(STATS_FILE ".tmp");
+		return;
+	}
+	(void) durable_rename(STATS_FILE ".tmp", STATS_FILE, LOG);
+}
+
+/* Read the counters back from the stats file, if there is one. */
+static void
+load_stats_file(void)
+{
+	FILE	   *file = AllocateFile(STATS_FILE, PG_BINARY_R);
+	uint32		magic;
+	SubexpireCounters counters;
+
+	if (file == NULL)
+		return;
+	if (fread(&magic, sizeof(magic), 1, file) == 1 &&
+		magic == STATS_FILE_MAGIC &&
+		fread(&counters, sizeof(counters), 1, file) == 1)
+		stats->counters = counters;
+	else
+		ereport(LOG,
+				(errmsg("ignoring invalid subexpire statistics file \"%s\"",
+						STATS_FILE)));
+	FreeFile(file);
+	/* Once read, the file is stale: a crash must not bring it back. */
+	unlink(STATS_FILE);
+}
+
+static void
+stats_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	stats = ShmemInitStruct("subexpire stats", sizeof(SubexpireStats), &found);
+	if (!found)
+	{
+		memset(&stats->counters, 0, sizeof(SubexpireCounters));
+		stats->counters.stats_reset = GetCurrentTimestamp();
+		stats->lock = &(GetNamedLWLockTranche("subexpire stats"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+
+	/* Only the postmaster reads the file at start and writes it at exit. */
+	if (!IsUnderPostmaster)
+	{
+		if (!found)
+			load_stats_file();
+		on_shmem_exit(stats_shmem_shutdown, (Datum) 0);
+	}
+}
+
+/* Called from _PG_init when the library is preloaded. */
+void
+subexpire_stats_init(void)
+{
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = stats_shmem_request;
+#else
+	stats_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = stats_shmem_startup;
+}
+
+/* ---- counting runs ---- */
+
+/*
+ * Count a run that has ended: error is NULL for a success; expired is what
+ * it committed.  Without the library preloaded there is no shared memory,
+ * and nothing is counted.
+ */
+void
+subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
+						  int64 expired, const char *error)
+{
+	SubexpireCounters *c;
+	int64		duration = finished_at - started_at;
+	double		seconds = (double) duration / USECS_PER_SEC;
+	int			bucket = 0;
+
+	if (stats == NULL)
+		return;
+
+	while (bucket < lengthof(duration_bounds) && seconds > duration_bounds[bucket])
+		bucket++;
+
+	LWLockAcquire(stats->lock, LW_EXCLUSIVE);
+	c = &stats->counters;
+	c->runs_total++;
+	c->last_run_started_at = started_at;
+	c->last_run_duration = duration;
+	c->duration_counts[bucket]++;
+	c->duration_sum += seconds;
+	/* A failed worker run may have committed batches before it failed. */
+	c->expired_total += expired;
+	c->last_run_expired = expired;
+	if (expired > 0)
+		c->last_expiry_at = started_at;
+	if (error == NULL)
+		c->last_success_at = started_at;
+	else
+	{
+		c->runs_failed++;
+		c->last_failure_at = finished_at;
+		strlcpy(c->last_error, error, sizeof(c->last_error));
+	}
+	LWLockRelease(stats->lock);
+}
+
+static void
+count_pending_run(XactEvent event, void *arg)
+{
+	if (!pending_run.pending)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		subexpire_stats_count_run(pending_run.started_at,
+								  pending_run.finished_at,
+								  pending_run.expired, NULL);
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		subexpire_stats_count_run(pending_run.started_at,
+								  pending_run.finished_at, 0,
+								  "the transaction that ran it rolled back");
+	else
+		return;
+	pending_run.pending = false;
+}
+
+/*
+ * A manual run succeeded in the current transaction: count it when the
+ * transaction ends.  (A second run in the same transaction counts the
+ * first now.)
+ */
+void
+subexpire_stats_run_succeeded_in_xact(TimestampTz started_at,
+									  TimestampTz finished_at, int64 expired)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(count_pending_run, NULL);
+		xact_callback_registered = true;
+	}
+	if (pending_run.pending)
+		subexpire_stats_count_run(pending_run.started_at,
+								  pending_run.finished_at,
+								  pending_run.expired, NULL);
+	pending_run.pending = true;
+	pending_run.started_at = started_at;
+	pending_run.finished_at = finished_at;
+	pending_run.expired = expired;
+}
+
+static SubexpireCounters
+read_counters(void)
+{
+	SubexpireCounters c;
+
+	if (stats == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subexpire statistics are not available"),
+				 errdetail("They live in shared memory, which the library gets only when it is preloaded."),
+				 errhint("Add subexpire to shared_preload_libraries and restart the server.")));
+	LWLockAcquire(stats->lock, LW_SHARED);
+	c = stats->counters;
+	LWLockRelease(stats->lock);
+	return c;
+}
+
+/* ---- due_now ---- */
+
+/*
+ * The rows due now, or -1 when they cannot be counted (the target is
+ * missing, say): monitoring must keep working when the job cannot.  The
+ * count runs with the rights of the extension's owner, so that a member of
+ * pg_monitor sees it without reading the subscriptions themselves.
+ */
+static int64
+count_due_now(void)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	volatile int64 due = -1;
+	Oid			saved_userid;
+	int			saved_sec_context;
+
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller_context);
+	PG_TRY();
+	{
+		SetUserIdAndSecContext(subexpire_extension_owner(),
+							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		due = subexpire_count_due(subexpire_resolve_target(false),
+								  GetCurrentTimestamp());
+		SPI_finish();
+		SetUserIdAndSecContext(saved_userid, saved_sec_context);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller_context);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+		due = -1;
+	}
+	PG_END_TRY();
+	return due;
+}
+
+static double
+unix_seconds(TimestampTz t)
+{
+	if (t == 0)
+		return 0;
+	return (double) (t - SetEpochTimestamp()) / USECS_PER_SEC;
+}
+
+/* ---- SQL functions ---- */
+
+PG_FUNCTION_INFO_V1(subexpire_stats_internal);
+
+Datum
+subexpire_stats_internal(PG_FUNCTION_ARGS)
+{
+	SubexpireCounters c = read_counters();
+	TupleDesc	tupdesc;
+	Datum		values[14];
+	bool		nulls[14];
+	int			worker_pid;
+	TimestampTz next_run_at;
+	int64		due;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	memset(nulls, false, sizeof(nulls));
+	subexpire_worker_status(&worker_pid, &next_run_at);
+	due = count_due_now();
+
+	values[0] = Int64GetDatum(c.runs_total);
+	values[1] = Int64GetDatum(c.runs_failed);
+	values[2] = Int64GetDatum(c.expired_total);
+	values[3] = TimestampTzGetDatum(c.last_run_started_at);
+	nulls[3] = (c.last_run_started_at == 0);
+	values[4] = TimestampTzGetDatum(c.last_success_at);
+	nulls[4] = (c.last_success_at == 0);
+	values[5] = TimestampTzGetDatum(c.last_failure_at);
+	nulls[5] = (c.last_failure_at == 0);
+	values[6] = CStringGetTextDatum(c.last_error);
+	nulls[6] = (c.last_error[0] == '\0');
+	if (c.runs_total > 0)
+	{
+		Interval   *duration = palloc0(sizeof(Interval));
+
+		duration->time = c.last_run_duration;
+		values[7] = IntervalPGetDatum(duration);
+	}
+	else
+		nulls[7] = true;
+	values[8] = Int64GetDatum(c.last_run_expired);
+	nulls[8] = (c.runs_total == 0);
+	values[9] = TimestampTzGetDatum(c.last_expiry_at);
+	nulls[9] = (c.last_expiry_at == 0);
+	values[10] = TimestampTzGetDatum(next_run_at);
+	nulls[10] = (next_run_at == 0);
+	values[11] = Int32GetDatum(worker_pid);
+	nulls[11] = (worker_pid == 0);
+	values[12] = Int64GetDatum(due);
+	nulls[12] = (due < 0);
+	values[13] = TimestampTzGetDatum(c.stats_reset);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(subexpire_stats_reset);
+
+Datum
+subexpire_stats_reset(PG_FUNCTION_ARGS)
+{
+	(void) read_counters();		/* errors out when not preloaded */
+	LWLockAcquire(stats->lock, LW_EXCLUSIVE);
+	memset(&stats->counters, 0, sizeof(SubexpireCounters));
+	stats->counters.stats_reset = GetCurrentTimestamp();
+	LWLockRelease(stats->lock);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(subexpire_duration_buckets);
+
+Datum
+subexpire_duration_buckets(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SubexpireCounters c = read_counters();
+	TupleDesc	tupdesc;
+	Tuplestorestate *tupstore;
+	MemoryContext caller_context;
+	int64		cumulative = 0;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("subexpire_duration_buckets() must be called where a set can be returned")));
+	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupstore = tuplestore_begin_heap(false, false, work_mem);
+	for (int i = 0; i < DURATION_BUCKETS; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		cumulative += c.duration_counts[i];
+		values[0] = Float8GetDatum(i < lengthof(duration_bounds) ? duration_bounds[i] : get_float8_infinity());
+		values[1] = Int64GetDatum(cumulative);
+		tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+	}
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = tupstore;
+	rsinfo->setDesc = tupdesc;
+	MemoryContextSwitchTo(caller_context);
+	return (Datum) 0;
+}
+
+static void
+append_metric(StringInfo out, const char *name, const char *type,
+			  const char *help)
+{
+	appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+PG_FUNCTION_INFO_V1(subexpire_metrics);
+
+/*
+ * subexpire_metrics() RETURNS text: the statistics in Prometheus text
+ * exposition format, with the names that application-side expiry jobs
+ * export, so that existing dashboards and alerts keep working.
+ */
+Datum
+subexpire_metrics(PG_FUNCTION_ARGS)
+{
+	SubexpireCounters c = read_counters();
+	StringInfoData out;
+	int			worker_pid;
+	TimestampTz next_run_at;
+	int64		due = count_due_now();
+	int64		cumulative = 0;
+
+	subexpire_worker_status(&worker_pid, &next_run_at);
+	initStringInfo(&out);
+
+	append_metric(&out, "subscription_expiry_total", "counter",
+				  "Subscriptions expired since the statistics were reset.");
+	appendStringInfo(&out, "subscription_expiry_total " INT64_FORMAT "\n",
+					 c.expired_total);
+
+	append_metric(&out, "subscription_expiry_duration_seconds", "histogram",
+				  "How long expiry runs took.");
+	for (int i = 0; i < DURATION_BUCKETS; i++)
+	{
+		cumulative += c.duration_counts[i];
+		if (i < lengthof(duration_bounds))
+			appendStringInfo(&out, "subscription_expiry_duration_seconds_bucket{le=\"%g\"} " INT64_FORMAT "\n",
+							 duration_bounds[i], cumulative);
+		else
+			appendStringInfo(&out, "subscription_expiry_duration_seconds_bucket{le=\"+Inf\"} " INT64_FORMAT "\n",
+							 cumulative);
+	}
+	appendStringInfo(&out, "subscription_expiry_duration_seconds_sum %.6f\n",
+					 c.duration_sum);
+	appendStringInfo(&out, "subscription_expiry_duration_seconds_count " INT64_FORMAT "\n",
+					 c.runs_total);
+
+	append_metric(&out, "subscription_expiry_runs_total", "counter",
+				  "Expiry runs, by outcome.");
+	appendStringInfo(&out, "subscription_expiry_runs_total{status=\"succeeded\"} " INT64_FORMAT "\n",
+					 c.runs_total - c.runs_failed);
+	appendStringInfo(&out, "subscription_expiry_runs_total{status=\"failed\"} " INT64_FORMAT "\n",
+					 c.runs_failed);
+
+	append_metric(&out, "subscription_expiry_last_success_timestamp_seconds", "gauge",
+				  "When the last successful run started, in Unix time; 0 if none.");
+	appendStringInfo(&out, "subscription_expiry_last_success_timestamp_seconds %.3f\n",
+					 unix_seconds(c.last_success_at));
+
+	append_metric(&out, "subscription_expiry_last_expiry_timestamp_seconds", "gauge",
+				  "When the last run that expired a subscription started, in Unix time; 0 if none.");
+	appendStringInfo(&out, "subscription_expiry_last_expiry_timestamp_seconds %.3f\n",
+					 unix_seconds(c.last_expiry_at));
+
+	append_metric(&out, "subscription_expiry_last_run_expired", "gauge",
+				  "Subscriptions expired by the last run.");
+	appendStringInfo(&out, "subscription_expiry_last_run_expired " INT64_FORMAT "\n",
+					 c.last_run_expired);
+
+	if (due >= 0)
+	{
+		append_metric(&out, "subscription_expiry_due", "gauge",
+					  "Subscriptions due now, not yet expired.");
+		appendStringInfo(&out, "subscription_expiry_due " INT64_FORMAT "\n", due);
+	}
+
+	append_metric(&out, "subscription_expiry_next_run_timestamp_seconds", "gauge",
+				  "When the background worker runs next, in Unix time; 0 if it is not scheduled.");
+	appendStringInfo(&out, "subscription_expiry_next_run_timestamp_seconds %.3f\n",
+					 unix_seconds(next_run_at));
+
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
+}
+
+/* When the statistics were last reset (or first started). */
+TimestampTz
+subexpire_stats_reset_time(void)
+{
+	return read_counters().stats_reset;
+}
+
+/* The counters health checks need (src/health.c). */
+void
+subexpire_stats_for_health(TimestampTz *last_success_at,
+						   TimestampTz *last_failure_at,
+						   TimestampTz *last_run_started_at,
+						   TimestampTz *last_expiry_at,
+						   int64 *last_run_expired, char *last_error,
+						   Size last_error_size)
+{
+	SubexpireCounters c = read_counters();
+
+	*last_success_at = c.last_success_at;
+	*last_failure_at = c.last_failure_at;
+	*last_run_started_at = c.last_run_started_at;
+	*last_expiry_at = c.last_expiry_at;
+	*last_run_expired = c.last_run_expired;
+	strlcpy(last_error, c.last_error, last_error_size);
+}
