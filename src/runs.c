@@ -21,6 +21,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
@@ -31,6 +32,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -113,6 +115,7 @@ execute_as_owner(const char *sql_template, int nargs, Oid *types,
 	char	   *sql;
 	Oid			saved_userid;
 	int			saved_sec_context;
+	int			guc_level;
 	int			rc;
 
 	if (!OidIsValid(runs_relid))
@@ -125,11 +128,20 @@ execute_as_owner(const char *sql_template, int nargs, Oid *types,
 				   quote_qualified_identifier(get_namespace_name(schema),
 											  RUNS_TABLE));
 
+	/*
+	 * As the owner, with a search_path that the caller cannot have
+	 * prepared: the statements name everything they use, and this makes
+	 * sure that nothing else could be picked up.
+	 */
 	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
 	SetUserIdAndSecContext(relation_owner(runs_relid),
 						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	AtEOXact_GUC(true, guc_level);
 	SetUserIdAndSecContext(saved_userid, saved_sec_context);
 	return rc;
 }
@@ -211,11 +223,11 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	if (error == NULL)
 		nulls[4] = 'n';
 
-	rc = execute_as_owner("UPDATE %s SET expired_count = expired_count + $2, "
-						  "skipped_locked = skipped_locked + $3, "
-						  "status = coalesce($4, status), error = $5, "
+	rc = execute_as_owner("UPDATE %s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
+						  "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
+						  "status = COALESCE($4, status), error = $5, "
 						  "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END "
-						  "WHERE run_id = $1",
+						  "WHERE run_id OPERATOR(pg_catalog.=) $1",
 						  5, types, values, nulls);
 	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "updating run %lld failed: %s", (long long) run_id,
@@ -234,7 +246,8 @@ subexpire_fail_interrupted_runs(void)
 
 	rc = execute_as_owner("UPDATE %s SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
 						  "error = 'interrupted: the server or the worker stopped during the run; the next run expires the rest' "
-						  "WHERE status = 'running' AND \"trigger\" IN ('schedule', 'catch-up')",
+						  "WHERE status OPERATOR(pg_catalog.=) 'running' "
+						  "AND \"trigger\" OPERATOR(pg_catalog.<>) 'manual'",
 						  0, NULL, NULL, NULL);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "marking interrupted runs failed: %s",
@@ -254,7 +267,8 @@ subexpire_last_scheduled_success(void)
 	Datum		value;
 
 	rc = execute_as_owner("SELECT pg_catalog.max(started_at) FROM %s "
-						  "WHERE status = 'succeeded' AND \"trigger\" IN ('schedule', 'catch-up')",
+						  "WHERE status OPERATOR(pg_catalog.=) 'succeeded' "
+						  "AND \"trigger\" OPERATOR(pg_catalog.<>) 'manual'",
 						  0, NULL, NULL, NULL);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "reading the last run failed: %s",

@@ -479,6 +479,8 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 
 		if (since_epoch < 0 && since_epoch % step != 0)
 			periods--;			/* floor, for times before 1970 */
+		if (after > END_TIMESTAMP - 2 * step)
+			return DT_NOEND;	/* the next one is beyond the last timestamp */
 		return unix_epoch + (periods + 1) * step;
 	}
 
@@ -492,6 +494,7 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 	{
 		Timestamp	midnight;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!day_matches(schedule, julian_day))
 			continue;
 		midnight = (Timestamp) (julian_day - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY;
@@ -567,10 +570,10 @@ subexpire_next_runs(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid time zone \"%s\"", zone_name),
 				 errhint("%s", SUBEXPIRE_ZONE_FORMS)));
-	if (count < 0 || count > 100000)
+	if (count < 0 || count > 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("count must be from 0 to 100000, not %d", count)));
+				 errmsg("count must be from 0 to 1000, not %d", count)));
 	if (TIMESTAMP_NOT_FINITE(after))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
@@ -592,6 +595,7 @@ subexpire_next_runs(PG_FUNCTION_ARGS)
 		Datum		value;
 		bool		isnull = false;
 
+		CHECK_FOR_INTERRUPTS();
 		after = subexpire_next_run(&schedule, tz, after);
 		if (TIMESTAMP_NOT_FINITE(after))
 			break;

@@ -311,8 +311,10 @@ read_counters(void)
 /*
  * The rows due now, or -1 when they cannot be counted (the target is
  * missing, say): monitoring must keep working when the job cannot.  The
- * count runs with the rights of the extension's owner, so that a member of
- * pg_monitor sees it without reading the subscriptions themselves.
+ * count runs with the rights of the table's owner, so that a member of
+ * pg_monitor sees it without reading the subscriptions themselves, and
+ * the owner's code (a domain's check on the status words) runs with no
+ * more rights than the owner's.
  */
 static int64
 count_due_now(void)
@@ -328,7 +330,11 @@ count_due_now(void)
 	MemoryContextSwitchTo(caller_context);
 	PG_TRY();
 	{
-		SetUserIdAndSecContext(subexpire_extension_owner(),
+		Oid			owner = subexpire_target_owner();
+
+		if (!OidIsValid(owner))
+			elog(ERROR, "no target table");
+		SetUserIdAndSecContext(owner,
 							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 		if (SPI_connect() != SPI_OK_CONNECT)

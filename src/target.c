@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -39,6 +40,7 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/varlena.h"
 
 #include "subexpire.h"
@@ -274,6 +276,38 @@ check_privileges(const SubexpireTarget *target, bool for_update,
 			 errhint("GRANT %s ON %s TO %s;",
 					 for_update ? "SELECT, UPDATE" : "SELECT",
 					 target->qualified_name, quote_identifier(role_name))));
+}
+
+/*
+ * The owner of the table named by subexpire.target_table, or InvalidOid
+ * when there is no such table.  Work done for someone who is not the
+ * caller (the worker running as a superuser, a monitoring role counting due
+ * rows) acts as this role, so that code the table's owner controls
+ * (triggers, domain checks, type input functions) never runs with more
+ * rights than its owner has, as VACUUM does.
+ */
+Oid
+subexpire_target_owner(void)
+{
+	char	   *copy = pstrdup(subexpire_target_table);
+	List	   *names = NIL;
+	Oid			relid;
+	Oid			owner = InvalidOid;
+	HeapTuple	tuple;
+
+	if (!SplitIdentifierString(copy, '.', &names) || list_length(names) != 2)
+		return InvalidOid;
+	relid = RangeVarGetRelid(makeRangeVar(linitial(names), lsecond(names), -1),
+							 NoLock, true);
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (HeapTupleIsValid(tuple))
+	{
+		owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+	}
+	return owner;
 }
 
 /*

@@ -46,6 +46,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -64,6 +65,9 @@
 
 /* A problem that keeps a run from starting is retried this often at most. */
 #define RETRY_INTERVAL_MS (60 * 1000)
+
+/* The advisory lock a run worker holds for its run ("SX"). */
+#define RUN_LOCK_KEY 0x5358
 
 /* The longest single sleep: see the scheduler's loop. */
 #define MAX_SLEEP_MS (24L * 60 * 60 * 1000)
@@ -401,7 +405,8 @@ subexpire_scheduler_main(Datum arg)
 				startup_pending = true;
 			was_enabled = subexpire_enabled;
 			next_run = 0;		/* recompute with the new schedule */
-			retry_at = 0;
+			/* A run that could not start may be able to now: try at once. */
+			retry_at = (reported_problem != NULL) ? GetCurrentTimestamp() : 0;
 		}
 
 		now = GetCurrentTimestamp();
@@ -438,7 +443,8 @@ subexpire_scheduler_main(Datum arg)
 
 				if (problem == NULL)
 				{
-					bool		scheduled = !startup_pending;
+					/* Once a scheduled time has come, it is a scheduled run. */
+					bool		scheduled = !startup_pending || now >= next_run;
 
 					outcome = run_and_wait(scheduled ? RUN_SCHEDULED : RUN_STARTUP,
 										   message, sizeof(message));
@@ -486,7 +492,18 @@ subexpire_scheduler_main(Datum arg)
 
 /* ---- the run worker ---- */
 
-/* Start a transaction for one step of the run, as worker_spi does. */
+/*
+ * Start a transaction for one step of the run, as worker_spi does.  When
+ * the worker runs as a superuser (subexpire.role empty, the default), the
+ * step acts as the target table's owner, as a security-restricted
+ * operation, as VACUUM does: the table's triggers, domain checks and type
+ * functions are its owner's code, and must not run as a superuser.
+ * end_step() restores the worker's role before committing; an abort
+ * restores it by itself.
+ */
+static Oid	step_userid;
+static int	step_sec_context;
+
 static void
 begin_step(const char *activity)
 {
@@ -496,11 +513,23 @@ begin_step(const char *activity)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
+
+	GetUserIdAndSecContext(&step_userid, &step_sec_context);
+	if (superuser())
+	{
+		Oid			owner = subexpire_target_owner();
+
+		if (OidIsValid(owner) && owner != step_userid)
+			SetUserIdAndSecContext(owner, step_sec_context |
+								   SECURITY_LOCAL_USERID_CHANGE |
+								   SECURITY_RESTRICTED_OPERATION);
+	}
 }
 
 static void
 end_step(void)
 {
+	SetUserIdAndSecContext(step_userid, step_sec_context);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -609,6 +638,7 @@ void
 subexpire_run_main(Datum arg)
 {
 	RunMode		mode = (RunMode) DatumGetInt32(arg);
+	LOCKTAG		tag;
 	char		database[NAMEDATALEN];
 	char		role[NAMEDATALEN];
 	const char *trigger = NULL;
@@ -619,6 +649,30 @@ subexpire_run_main(Datum arg)
 	strlcpy(database, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
 	strlcpy(role, MyBgworkerEntry->bgw_extra + NAMEDATALEN, NAMEDATALEN);
 	BackgroundWorkerInitializeConnection(database, role[0] ? role : NULL, 0);
+
+	/*
+	 * Whatever the database or role defaults say: the run relies on READ
+	 * COMMITTED (a statement sees rows committed before it started, and an
+	 * UPDATE re-checks a row that changed while it waited), and it writes.
+	 */
+	DefaultXactIsoLevel = XACT_READ_COMMITTED;
+	DefaultXactReadOnly = false;
+
+	/*
+	 * One worker run at a time.  A run worker can outlive its scheduler
+	 * (when the scheduler is terminated while a run waits for a lock); the
+	 * next scheduler's run must neither overlap it nor mark its record as
+	 * interrupted.  The lock goes with the process.
+	 */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, RUN_LOCK_KEY, 0, 2);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		ereport(LOG,
+				(errmsg("subexpire: a worker run is still in progress in database \"%s\"; this one is skipped",
+						database)));
+		set_outcome(OUTCOME_DONE, NULL);
+		proc_exit(0);
+	}
 
 	/* Is the extension there, and are there runs a crash interrupted? */
 	begin_step("subexpire: checking");
