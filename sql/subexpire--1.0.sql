@@ -59,7 +59,9 @@ COMMENT ON FUNCTION subexpire_next_runs(text, text, timestamptz, integer) IS
 
 -- Statistics since the last reset, kept in shared memory (src/stats.c):
 -- every run counts, manual, scheduled, catch-up or from pg_cron, also one
--- that failed and whose transaction rolled back.
+-- that failed and whose transaction rolled back (a manual run's record in
+-- subexpire_runs is written in its caller's transaction, so a failed one
+-- leaves none: the statistics are where it shows).
 CREATE FUNCTION subexpire_stats_internal(
     OUT runs_total          bigint,
     OUT runs_failed         bigint,
@@ -69,6 +71,7 @@ CREATE FUNCTION subexpire_stats_internal(
     OUT last_failure_at     timestamptz,
     OUT last_error          text,
     OUT last_run_duration   interval,
+    OUT run_seconds_total   double precision,
     OUT last_run_expired    bigint,
     OUT last_expiry_at      timestamptz,
     OUT next_run_at         timestamptz,

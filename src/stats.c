@@ -377,8 +377,8 @@ subexpire_stats_internal(PG_FUNCTION_ARGS)
 {
 	SubexpireCounters c = read_counters();
 	TupleDesc	tupdesc;
-	Datum		values[14];
-	bool		nulls[14];
+	Datum		values[15];
+	bool		nulls[15];
 	int			worker_pid;
 	TimestampTz next_run_at;
 	int64		due;
@@ -409,17 +409,18 @@ subexpire_stats_internal(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[7] = true;
-	values[8] = Int64GetDatum(c.last_run_expired);
-	nulls[8] = (c.runs_total == 0);
-	values[9] = TimestampTzGetDatum(c.last_expiry_at);
-	nulls[9] = (c.last_expiry_at == 0);
-	values[10] = TimestampTzGetDatum(next_run_at);
-	nulls[10] = (next_run_at == 0);
-	values[11] = Int32GetDatum(worker_pid);
-	nulls[11] = (worker_pid == 0);
-	values[12] = Int64GetDatum(due);
-	nulls[12] = (due < 0);
-	values[13] = TimestampTzGetDatum(c.stats_reset);
+	values[8] = Float8GetDatum(c.duration_sum);
+	values[9] = Int64GetDatum(c.last_run_expired);
+	nulls[9] = (c.runs_total == 0);
+	values[10] = TimestampTzGetDatum(c.last_expiry_at);
+	nulls[10] = (c.last_expiry_at == 0);
+	values[11] = TimestampTzGetDatum(next_run_at);
+	nulls[11] = (next_run_at == 0);
+	values[12] = Int32GetDatum(worker_pid);
+	nulls[12] = (worker_pid == 0);
+	values[13] = Int64GetDatum(due);
+	nulls[13] = (due < 0);
+	values[14] = TimestampTzGetDatum(c.stats_reset);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

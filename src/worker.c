@@ -441,6 +441,8 @@ subexpire_scheduler_main(Datum arg)
 				char		message[256];
 				RunOutcome	outcome = OUTCOME_DONE;
 
+				/* While the run goes on, the next time is the one after it. */
+				set_next_run(subexpire_next_run(&schedule, tz, now));
 				if (problem == NULL)
 				{
 					/* Once a scheduled time has come, it is a scheduled run. */
