@@ -73,6 +73,27 @@ SELECT expired_count, skipped_locked FROM subexpire_runs ORDER BY run_id DESC LI
 RESET subexpire.target_table;
 DROP TABLE public.subs_parted;
 
+-- A table partitioned by status: expiring moves a row to another
+-- partition, which the locked-rows path does through the partitioned
+-- table, so that PostgreSQL routes it.
+CREATE TABLE public.subs_by_status (id int, status text, expires_at timestamptz, updated_at timestamptz)
+    PARTITION BY LIST (status);
+CREATE TABLE public.subs_status_active PARTITION OF public.subs_by_status FOR VALUES IN ('active');
+CREATE TABLE public.subs_status_other PARTITION OF public.subs_by_status DEFAULT;
+INSERT INTO public.subs_by_status
+SELECT n, 'active', '2026-01-01 00:00+00', NULL FROM generate_series(1, 5) AS n;
+SET subexpire.target_table = 'public.subs_by_status';
+BEGIN;
+SELECT id FROM public.subs_by_status WHERE id = 3 FOR UPDATE;
+PREPARE TRANSACTION 'holds_status_row';
+SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
+COMMIT PREPARED 'holds_status_row';
+SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
+SELECT tableoid::regclass AS partition, status, count(*), count(updated_at) AS with_updated_at
+FROM public.subs_by_status GROUP BY 1, 2 ORDER BY 1, 2;
+RESET subexpire.target_table;
+DROP TABLE public.subs_by_status;
+
 -- The max_expired_per_run guard counts what is due, locked or not.
 SELECT reset_subscriptions();
 SET subexpire.max_expired_per_run = 1;

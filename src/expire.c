@@ -33,9 +33,12 @@
  */
 #include "postgres.h"
 
+#include "access/sysattr.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_class.h"
+#include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -46,6 +49,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
@@ -346,40 +350,118 @@ execute_with_lock_wait(SPIPlanPtr plan, SubexpireTarget *target,
 }
 
 /*
+ * A table that holds rows of the target, for the statements that work
+ * table by table (SKIP LOCKED and ctid need one heap).
+ */
+typedef struct HeapTable
+{
+	Oid			relid;
+	char	   *name;			/* quoted */
+	bool		rows_move;		/* expiring moves rows to another partition */
+} HeapTable;
+
+/*
+ * Is "column" (a name in the target) one of the partition key columns of
+ * partitioned table rel?  Then a row that changes it moves to another
+ * partition, which an UPDATE of the leaf itself cannot do.
+ */
+static bool
+is_partition_key_column(Relation rel, const char *column)
+{
+	AttrNumber	attnum;
+	bool		used_in_expr;
+
+	if (column == NULL)
+		return false;
+	attnum = get_attnum(RelationGetRelid(rel), column);
+	if (attnum == InvalidAttrNumber)
+		return false;
+	return has_partition_attrs(rel,
+							   bms_make_singleton(attnum - FirstLowInvalidHeapAttributeNumber),
+							   &used_in_expr);
+}
+
+/*
  * The tables that hold the target's rows: the table itself, its
- * inheritance children, or a partitioned table's leaf partitions.
+ * inheritance children, or a partitioned table's leaf partitions.  A
+ * foreign partition is refused: its rows cannot be locked or found by ctid.
  */
 static List *
 heap_tables(SubexpireTarget *target)
 {
 	List	   *all = find_all_inheritors(target->relid, RowExclusiveLock, NULL);
 	List	   *tables = NIL;
+	bool		rows_move = false;
+	char	   *status_name = get_attname(target->relid, target->status_attnum, false);
+	char	   *updated_name = target->updated_column ?
+		get_attname(target->relid, target->updated_attnum, false) : NULL;
 	ListCell   *lc;
 
 	foreach(lc, all)
 	{
 		Oid			relid = lfirst_oid(lc);
+		char		relkind = get_rel_relkind(relid);
 
-		if (get_rel_relkind(relid) == RELKIND_RELATION)
-			tables = lappend(tables,
-							 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-														get_rel_name(relid)));
+		if (relkind == RELKIND_PARTITIONED_TABLE)
+		{
+			Relation	rel = table_open(relid, NoLock);
+
+			rows_move |= is_partition_key_column(rel, status_name) ||
+				is_partition_key_column(rel, updated_name);
+			table_close(rel, NoLock);
+		}
+		else if (relkind == RELKIND_FOREIGN_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot expire subscriptions in foreign table %s, a partition of %s",
+							get_rel_name(relid), target->qualified_name),
+					 errhint("Expire them on the server that holds them.")));
+		else if (relkind == RELKIND_RELATION)
+		{
+			HeapTable  *table = palloc(sizeof(HeapTable));
+
+			table->relid = relid;
+			table->name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+													 get_rel_name(relid));
+			tables = lappend(tables, table);
+		}
 	}
+	foreach(lc, tables)
+		((HeapTable *) lfirst(lc))->rows_move = rows_move;
 	return tables;
+}
+
+/*
+ * "UPDATE ONLY leaf SET status = $1, updated_at = $4 WHERE ", or, when
+ * expiring moves rows between partitions, the same through the partitioned
+ * table, restricted to the leaf's rows, so that PostgreSQL routes them.
+ */
+static void
+append_leaf_update_head(StringInfo sql, SubexpireTarget *target,
+						HeapTable *table)
+{
+	if (!table->rows_move)
+	{
+		append_update_head(sql, target, table->name, true);
+		return;
+	}
+	append_update_head(sql, target, target->qualified_name, false);
+	appendStringInfo(sql, "tableoid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid AND ",
+					 table->relid);
 }
 
 /* Expire every due row of one table that nobody else holds locked. */
 static uint64
-expire_unlocked_rows(SubexpireTarget *target, const char *table,
+expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
 					 StatementParams *params)
 {
 	StringInfoData sql;
 	int			rc;
 
 	initStringInfo(&sql);
-	append_update_head(&sql, target, table, true);
+	append_leaf_update_head(&sql, target, table);
 	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY ");
-	appendStringInfoString(&sql, table);
+	appendStringInfoString(&sql, table->name);
 	appendStringInfoString(&sql, " WHERE ");
 	append_due_condition(&sql, target);
 	appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
@@ -399,7 +481,7 @@ expire_unlocked_rows(SubexpireTarget *target, const char *table,
  * same cycle again, with that transaction as the victim this time.
  */
 static uint64
-expire_locked_rows(SubexpireTarget *target, const char *table,
+expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 				   StatementParams *params, TimestampTz deadline)
 {
 	StringInfoData sql;
@@ -410,7 +492,7 @@ expire_locked_rows(SubexpireTarget *target, const char *table,
 	int			rc;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", table);
+	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", table->name);
 	append_due_condition(&sql, target);
 	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
@@ -423,7 +505,7 @@ expire_locked_rows(SubexpireTarget *target, const char *table,
 		return 0;
 
 	resetStringInfo(&sql);
-	append_update_head(&sql, target, table, true);
+	append_leaf_update_head(&sql, target, table);
 	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) $5 AND ");
 	append_due_condition(&sql, target);
 	append_returning(&sql, target);
@@ -564,7 +646,7 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 	set_params(&params, target, as_of, run_time);
 	foreach(lc, tables)
 	{
-		const char *table = lfirst(lc);
+		HeapTable  *table = lfirst(lc);
 		StringInfoData sql;
 		int			rc;
 
@@ -573,9 +655,9 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 		params.values[5] = Int64GetDatum(limit - expired);
 
 		initStringInfo(&sql);
-		append_update_head(&sql, target, table, true);
+		append_leaf_update_head(&sql, target, table);
 		appendStringInfo(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY %s WHERE ",
-						 table);
+						 table->name);
 		append_due_condition(&sql, target);
 		appendStringInfoString(&sql, " LIMIT $6 FOR NO KEY UPDATE SKIP LOCKED)) AND ");
 		append_due_condition(&sql, target);

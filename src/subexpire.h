@@ -50,6 +50,7 @@ typedef struct SubexpireTarget
 	char		relkind;
 	AttrNumber	status_attnum;
 	AttrNumber	expires_attnum;
+	AttrNumber	updated_attnum; /* InvalidAttrNumber when none */
 	char	   *qualified_name; /* quoted, ready to paste into SQL */
 	char	   *status_column;	/* quoted */
 	char	   *expires_column; /* quoted */

@@ -344,7 +344,7 @@ subexpire_resolve_target(bool for_update)
 
 	if (subexpire_updated_column[0] != '\0')
 	{
-		updated_attnum = lookup_column(target, "subexpire.updated_column",
+		target->updated_attnum = updated_attnum = lookup_column(target, "subexpire.updated_column",
 									   subexpire_updated_column,
 									   is_timestamp_type, TIMESTAMP_TYPES,
 									   &type, &target->updated_type,
