@@ -25,6 +25,8 @@
 #include <math.h>
 #include <unistd.h>
 
+#include "access/subtrans.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -36,6 +38,7 @@
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
@@ -71,10 +74,15 @@ typedef struct SubexpireCounters
 	TimestampTz stats_reset;
 } SubexpireCounters;
 
+/* How many expiry transactions in progress are remembered at once. */
+#define MAX_RUN_XACTS 64
+
 typedef struct SubexpireStats
 {
 	LWLock	   *lock;
 	SubexpireCounters counters;
+	/* Top-level xids of the expiry runs' transactions in progress. */
+	TransactionId run_xacts[MAX_RUN_XACTS];
 } SubexpireStats;
 
 static SubexpireStats *stats = NULL;
@@ -95,6 +103,9 @@ typedef struct PendingRun
 
 static PendingRun pending_run;
 static bool xact_callback_registered = false;
+
+/* This backend's entry in run_xacts, while its transaction lasts. */
+static int	run_xact_slot = -1;
 
 /* ---- shared memory and the stats file ---- */
 
@@ -173,6 +184,7 @@ stats_shmem_startup(void)
 	stats = ShmemInitStruct("subexpire stats", sizeof(SubexpireStats), &found);
 	if (!found)
 	{
+		memset(stats->run_xacts, 0, sizeof(stats->run_xacts));
 		memset(&stats->counters, 0, sizeof(SubexpireCounters));
 		stats->counters.stats_reset = GetCurrentTimestamp();
 		stats->lock = &(GetNamedLWLockTranche("subexpire stats"))->lock;
@@ -247,9 +259,24 @@ subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 	LWLockRelease(stats->lock);
 }
 
+/* Forget this backend's transaction in run_xacts. */
+static void
+unregister_run_xact(void)
+{
+	if (run_xact_slot < 0 || stats == NULL)
+		return;
+	LWLockAcquire(stats->lock, LW_EXCLUSIVE);
+	stats->run_xacts[run_xact_slot] = InvalidTransactionId;
+	LWLockRelease(stats->lock);
+	run_xact_slot = -1;
+}
+
 static void
 count_pending_run(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		unregister_run_xact();
 	if (!pending_run.pending)
 		return;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
@@ -265,6 +292,61 @@ count_pending_run(XactEvent event, void *arg)
 	pending_run.pending = false;
 }
 
+static void
+ensure_xact_callback(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(count_pending_run, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+/*
+ * The current transaction expires subscriptions: remember it until it
+ * ends, so that a run that finds rows locked by it knows that they are
+ * being expired, not held by the application.
+ */
+void
+subexpire_register_run_xact(void)
+{
+	TransactionId xid;
+
+	if (stats == NULL || run_xact_slot >= 0)
+		return;
+	xid = GetTopTransactionId();
+	ensure_xact_callback();
+	LWLockAcquire(stats->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < MAX_RUN_XACTS; i++)
+		if (!TransactionIdIsValid(stats->run_xacts[i]))
+		{
+			stats->run_xacts[i] = xid;
+			run_xact_slot = i;
+			break;
+		}
+	LWLockRelease(stats->lock);
+}
+
+/*
+ * Is xid (a row's locker) a transaction of an expiry run still in
+ * progress?  Without the library preloaded nobody is remembered: no.
+ */
+bool
+subexpire_is_run_xact(TransactionId xid)
+{
+	bool		found = false;
+
+	if (stats == NULL || !TransactionIdIsNormal(xid) ||
+		!TransactionIdIsInProgress(xid))
+		return false;
+	xid = SubTransGetTopmostTransaction(xid);
+	LWLockAcquire(stats->lock, LW_SHARED);
+	for (int i = 0; i < MAX_RUN_XACTS && !found; i++)
+		found = TransactionIdEquals(stats->run_xacts[i], xid);
+	LWLockRelease(stats->lock);
+	return found;
+}
+
 /*
  * A manual run succeeded in the current transaction: count it when the
  * transaction ends.  (A second run in the same transaction counts the
@@ -274,11 +356,7 @@ void
 subexpire_stats_run_succeeded_in_xact(TimestampTz started_at,
 									  TimestampTz finished_at, int64 expired)
 {
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(count_pending_run, NULL);
-		xact_callback_registered = true;
-	}
+	ensure_xact_callback();
 	if (pending_run.pending)
 		subexpire_stats_count_run(pending_run.started_at,
 								  pending_run.finished_at,

@@ -117,6 +117,8 @@ extern void subexpire_stats_run_succeeded_in_xact(TimestampTz started_at,
 												  TimestampTz finished_at,
 												  int64 expired);
 extern TimestampTz subexpire_stats_reset_time(void);
+extern void subexpire_register_run_xact(void);
+extern bool subexpire_is_run_xact(TransactionId xid);
 extern void subexpire_stats_for_health(TimestampTz *last_success_at,
 									   TimestampTz *last_failure_at,
 									   TimestampTz *last_run_started_at,

@@ -573,6 +573,7 @@ run_batched(const char *trigger)
 			CHECK_FOR_INTERRUPTS();
 			begin_step("subexpire: expiring a batch");
 			target = subexpire_resolve_target(true);
+			subexpire_register_run_xact();
 			added.expired_count = subexpire_expire_batch(target, as_of, as_of,
 														 subexpire_batch_size);
 			added.skipped_locked = 0;
@@ -587,6 +588,7 @@ run_batched(const char *trigger)
 
 		begin_step("subexpire: finishing the run");
 		target = subexpire_resolve_target(true);
+		subexpire_register_run_xact();
 		added = subexpire_expire_due(target, as_of, as_of);
 		subexpire_update_run(run_id, &added, "succeeded", NULL);
 		total.expired_count += added.expired_count;
