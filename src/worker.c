@@ -366,8 +366,12 @@ subexpire_scheduler_main(Datum arg)
 	TimestampTz retry_at = 0;
 	MemoryContext loop_context;
 
+	/*
+	 * SIGTERM (a shutdown) sets a flag that the loop checks, so that the
+	 * scheduler exits cleanly, with code 0, rather than being terminated.
+	 */
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 
 	/* No database: only the shared catalogs, to check database and role. */
@@ -393,6 +397,8 @@ subexpire_scheduler_main(Datum arg)
 		bool		run_now;
 
 		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			proc_exit(0);
 		MemoryContextSwitchTo(loop_context);
 		MemoryContextReset(loop_context);
 
@@ -450,6 +456,8 @@ subexpire_scheduler_main(Datum arg)
 
 					outcome = run_and_wait(scheduled ? RUN_SCHEDULED : RUN_STARTUP,
 										   message, sizeof(message));
+					if (ShutdownRequestPending)
+						proc_exit(0);	/* the run was stopped by the shutdown */
 					if (outcome == OUTCOME_NOT_READY || outcome == OUTCOME_NONE)
 						problem = message;
 					else

@@ -70,6 +70,8 @@ $node->poll_query_until('postgres',
 my $before = $node->safe_psql('postgres',
     'SELECT runs_total || \':\' || expired_total || \':\' || stats_reset FROM subexpire_stats');
 $node->restart;
+unlike(slurp_file($node->logfile), qr/terminating background worker "subexpire scheduler"/,
+    'the scheduler exits cleanly at shutdown, not terminated');
 is($node->safe_psql('postgres',
         'SELECT runs_total || \':\' || expired_total || \':\' || stats_reset FROM subexpire_stats'),
     $before, 'the statistics survive a clean restart');
