@@ -16,7 +16,7 @@ PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 DATA = sql/subexpire--1.0.sql
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security
+REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out
