@@ -7,6 +7,7 @@ OBJS = \
 	src/runs.o \
 	src/health.o \
 	src/schedule.o \
+	src/schedule_sql.o \
 	src/stats.o \
 	src/subexpire.o \
 	src/target.o \
@@ -20,7 +21,7 @@ REGRESS = setup expire config partitioned plan locked schedule monitoring errors
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out
-ISOLATION = overlapping_runs locked_rows renewal notify
+ISOLATION = overlapping_runs locked_rows renewal notify repeatable_read
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso \
 	--temp-config=test/subexpire.conf
 
