@@ -62,6 +62,17 @@ is( $node->safe_psql('postgres', q{
     '5:true:true:true:0',
     'subexpire_stats counts the expired rows and shows the worker');
 
+# A reload with a schedule that does not parse keeps the old one, and
+# the log says why.
+$node->append_conf('postgresql.conf', "subexpire.schedule = '61 * * * *'");
+$node->reload;
+$node->wait_for_log(qr/invalid value for parameter "subexpire.schedule": "61 \* \* \* \*"/);
+pass('a reload with an invalid schedule logs the setting and the value');
+is($node->safe_psql('postgres', q{SELECT current_setting('subexpire.schedule')}),
+    '2 seconds', 'and leaves the old schedule in force');
+$node->append_conf('postgresql.conf', "subexpire.schedule = '2 seconds'");
+$node->reload;
+
 # Stop the schedule, so that the figures hold still, and restart cleanly.
 $node->append_conf('postgresql.conf', 'subexpire.enabled = off');
 $node->reload;
