@@ -7,9 +7,9 @@ OBJS = \
 	src/runs.o \
 	src/health.o \
 	src/schedule.o \
-	src/schedule_sql.o \
 	src/stats.o \
 	src/subexpire.o \
+	src/subxact.o \
 	src/target.o \
 	src/worker.o
 PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"

@@ -288,6 +288,33 @@ subexpire_count_due(SubexpireTarget *target, TimestampTz as_of)
 	return count_due_rows(target, &params);
 }
 
+/* One statement with its lock_timeout, for subexpire_try(). */
+typedef struct LockWaitStep
+{
+	SPIPlanPtr	plan;
+	SubexpireTarget *target;
+	StatementParams *params;
+	int			timeout_ms;
+	uint64		processed;
+} LockWaitStep;
+
+static void
+execute_step(void *arg)
+{
+	LockWaitStep *step = arg;
+	int			guc_level = NewGUCNestLevel();
+	char		timeout[32];
+	int			rc;
+
+	snprintf(timeout, sizeof(timeout), "%d", Max(step->timeout_ms, 1));
+	(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_plan(step->plan, step->params->values,
+						  step->params->nulls, false, 0);
+	step->processed = finish_update(rc, step->target, "expiring due rows");
+	AtEOXact_GUC(true, guc_level);
+}
+
 /*
  * Execute plan with lock_timeout set to timeout_ms, in a subtransaction.
  * Returns false, with the statement's work undone, when it gave up waiting
@@ -300,53 +327,21 @@ execute_with_lock_wait(SPIPlanPtr plan, SubexpireTarget *target,
 					   StatementParams *params, int timeout_ms,
 					   uint64 *processed, bool *deadlocked)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
-	bool		ran = true;
-	char		timeout[32];
+	LockWaitStep step = {plan, target, params, timeout_ms, 0};
+	ErrorData  *error = subexpire_try(execute_step, &step);
 
 	*deadlocked = false;
-	snprintf(timeout, sizeof(timeout), "%d", Max(timeout_ms, 1));
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller_context);
-	PG_TRY();
+	if (error == NULL)
 	{
-		int			guc_level = NewGUCNestLevel();
-		int			rc;
-
-		(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
-								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
-								 false);
-		rc = SPI_execute_plan(plan, params->values, params->nulls, false, 0);
-		*processed = finish_update(rc, target, "expiring due rows");
-		AtEOXact_GUC(true, guc_level);
-
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
+		*processed = step.processed;
+		return true;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
-			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
-			ReThrowError(edata);
-		*deadlocked = (edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED);
-		FreeErrorData(edata);
-		ran = false;
-	}
-	PG_END_TRY();
-
-	return ran;
+	if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
+		error->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
+		ReThrowError(error);
+	*deadlocked = (error->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED);
+	FreeErrorData(error);
+	return false;
 }
 
 /*

@@ -35,7 +35,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "schedule.h"
@@ -98,55 +97,43 @@ has_due_row_index(Oid relid, AttrNumber status_attnum,
 	return found;
 }
 
-/* The index check, on the target as the settings describe it. */
+static void
+index_step(void *arg)
+{
+	HealthRows *rows = arg;
+	SubexpireTarget *target;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	target = subexpire_resolve_target(false);
+	if (has_due_row_index(target->relid, target->status_attnum,
+						  target->expires_attnum))
+		add_check(rows, "index", "ok",
+				  psprintf("an index on %s serves the due-row search",
+						   target->qualified_name));
+	else
+		add_check(rows, "index", "warning",
+				  psprintf("no index serves the due-row search, so every run scans %s; create one: CREATE INDEX ON %s (%s, %s)",
+						   target->qualified_name, target->qualified_name,
+						   target->status_column, target->expires_column));
+	SPI_finish();
+}
+
+/*
+ * The index check, on the target as the settings describe it.  A target
+ * that cannot be resolved is reported, not raised.
+ */
 static void
 check_index(HealthRows *rows)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
+	ErrorData  *error = subexpire_try(index_step, rows);
 
-	/* A target that cannot be resolved is reported, not raised. */
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller_context);
-	PG_TRY();
-	{
-		SubexpireTarget *target;
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		target = subexpire_resolve_target(false);
-		if (has_due_row_index(target->relid, target->status_attnum,
-							  target->expires_attnum))
-			add_check(rows, "index", "ok",
-					  psprintf("an index on %s serves the due-row search",
-							   target->qualified_name));
-		else
-			add_check(rows, "index", "warning",
-					  psprintf("no index serves the due-row search, so every run scans %s; create one: CREATE INDEX ON %s (%s, %s)",
-							   target->qualified_name, target->qualified_name,
-							   target->status_column, target->expires_column));
-		SPI_finish();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
+	if (error != NULL)
 		add_check(rows, "index", "critical",
 				  psprintf("the target cannot be checked: %s%s%s",
-						   edata->message,
-						   edata->hint ? "; " : "",
-						   edata->hint ? edata->hint : ""));
-	}
-	PG_END_TRY();
+						   error->message,
+						   error->hint ? "; " : "",
+						   error->hint ? error->hint : ""));
 }
 
 PG_FUNCTION_INFO_V1(subexpire_health);

@@ -43,7 +43,6 @@
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "subexpire.h"
@@ -394,47 +393,40 @@ read_counters(void)
  * the owner's code (a domain's check on the status words) runs with no
  * more rights than the owner's.
  */
-static int64
-count_due_now(void)
+static void
+count_due_step(void *arg)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
-	volatile int64 due = -1;
+	int64	   *due = arg;
+	Oid			owner = subexpire_target_owner();
 	Oid			saved_userid;
 	int			saved_sec_context;
 
+	if (!OidIsValid(owner))
+		elog(ERROR, "no target table");
 	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller_context);
-	PG_TRY();
-	{
-		Oid			owner = subexpire_target_owner();
+	SetUserIdAndSecContext(owner, saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	*due = subexpire_count_due(subexpire_resolve_target(false),
+							   GetCurrentTimestamp());
+	SPI_finish();
+	/* (An error restores the role with the subtransaction's abort.) */
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+}
 
-		if (!OidIsValid(owner))
-			elog(ERROR, "no target table");
-		SetUserIdAndSecContext(owner,
-							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		due = subexpire_count_due(subexpire_resolve_target(false),
-								  GetCurrentTimestamp());
-		SPI_finish();
-		SetUserIdAndSecContext(saved_userid, saved_sec_context);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-	}
-	PG_CATCH();
+static int64
+count_due_now(void)
+{
+	int64		due = -1;
+	ErrorData  *error = subexpire_try(count_due_step, &due);
+
+	if (error != NULL)
 	{
-		MemoryContextSwitchTo(caller_context);
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-		due = -1;
+		FreeErrorData(error);
+		return -1;
 	}
-	PG_END_TRY();
 	return due;
 }
 

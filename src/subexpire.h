@@ -13,8 +13,10 @@
 #ifndef SUBEXPIRE_H
 #define SUBEXPIRE_H
 
+#include "access/attnum.h"
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
+#include "utils/elog.h"
 
 /* Settings (src/subexpire.c); see DESIGN.md for what each one means. */
 extern char *subexpire_target_table;
@@ -67,6 +69,9 @@ extern SubexpireTarget *subexpire_resolve_target(bool for_update);
 extern Oid	subexpire_target_owner(void);
 extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type);
 extern const char *subexpire_key_columns(SubexpireTarget *target);
+
+/* A step in a subtransaction, its error caught (src/subxact.c). */
+extern ErrorData *subexpire_try(void (*step) (void *arg), void *arg);
 
 /* What one run did (src/expire.c). */
 typedef struct SubexpireRunResult

@@ -187,39 +187,37 @@ lookup_column(const SubexpireTarget *target, const char *setting,
  * check refuses, is caught here.  The conversion runs in a subtransaction
  * so that the type's error can be reported as one about the setting.
  */
+typedef struct WordInput
+{
+	Oid			input_function;
+	Oid			io_param;
+	int32		typmod;
+	const char *word;
+	Datum		result;
+} WordInput;
+
+static void
+convert_word(void *arg)
+{
+	WordInput  *input = arg;
+
+	input->result = OidInputFunctionCall(input->input_function,
+										 (char *) input->word,
+										 input->io_param, input->typmod);
+}
+
 static Datum
 status_word_datum(const SubexpireTarget *target, const char *setting,
 				  const char *word, Oid type, int32 typmod)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
-	Oid			input_function;
-	Oid			io_param;
-	Datum		result = (Datum) 0;
+	WordInput	input;
+	ErrorData  *error;
 
-	getTypeInputInfo(type, &input_function, &io_param);
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller_context);
-	PG_TRY();
-	{
-		result = OidInputFunctionCall(input_function, (char *) word,
-									  io_param, typmod);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-
+	getTypeInputInfo(type, &input.input_function, &input.io_param);
+	input.typmod = typmod;
+	input.word = word;
+	error = subexpire_try(convert_word, &input);
+	if (error != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s \"%s\" is not a value that column %s of %s can hold",
@@ -227,13 +225,10 @@ status_word_datum(const SubexpireTarget *target, const char *setting,
 						target->qualified_name),
 				 errdetail("The column's type %s refused it: %s.",
 						   format_type_with_typemod(type, typmod),
-						   edata->message),
+						   error->message),
 				 errhint("Set %s to a status word that the column can hold, or change the column's type.",
 						 setting)));
-	}
-	PG_END_TRY();
-
-	return result;
+	return input.result;
 }
 
 static bool
