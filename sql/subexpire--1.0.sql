@@ -26,8 +26,11 @@ COMMENT ON COLUMN subexpire_runs.skipped_locked IS
 -- Retention removes the oldest runs; monitoring reads the newest.
 CREATE INDEX subexpire_runs_started_at_idx ON subexpire_runs (started_at);
 
--- pg_dump keeps the history.
+-- pg_dump keeps the history, and the position of its run_id sequence, so
+-- that runs after a restore do not reuse the restored runs' ids.
 SELECT pg_catalog.pg_extension_config_dump('subexpire_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('subexpire_runs', 'run_id')::pg_catalog.regclass, '');
 
 REVOKE ALL ON subexpire_runs FROM PUBLIC;
 GRANT SELECT ON subexpire_runs TO pg_monitor;

@@ -1,0 +1,68 @@
+# pg_dump of a database that uses subexpire, restored with pg_restore into
+# a fresh cluster, brings back the extension, the run history (and the
+# position of its run_id sequence) and the database-level settings.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::Bin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use SubexpireTest;
+use Test::More;
+
+my $conf = q{
+shared_preload_libraries = 'subexpire'
+subexpire.enabled = off
+};
+
+my $old = PostgreSQL::Test::Cluster->new('old');
+$old->init;
+$old->append_conf('postgresql.conf', $conf);
+$old->start;
+$old->safe_psql('postgres', 'CREATE DATABASE shop');
+create_reference_schema($old, 'shop');
+add_subscriptions($old, 'shop', 7, "now() - interval '1 day'");
+$old->safe_psql('shop', q{
+    CREATE EXTENSION subexpire;
+    SELECT expire_subscriptions();
+    SELECT expire_subscriptions();
+    ALTER DATABASE shop SET subexpire.grace_period = '2h';
+    ALTER DATABASE shop SET subexpire.alert_max_expired = 500;
+});
+my $history_query =
+  "SELECT string_agg(run_id || ':' || trigger || ':' || status || ':' || expired_count || ':' || as_of, ',' ORDER BY run_id) FROM subexpire_runs";
+my $history = $old->safe_psql('shop', $history_query);
+my $settings_query = q{
+    SELECT string_agg(s, ',' ORDER BY s) FROM pg_db_role_setting d, unnest(d.setconfig) s
+    WHERE d.setdatabase = (SELECT oid FROM pg_database WHERE datname = 'shop')};
+my $settings = $old->safe_psql('postgres', $settings_query);
+is($settings, 'subexpire.alert_max_expired=500,subexpire.grace_period=2h',
+    'the database has its settings');
+
+my $dump = $old->basedir . '/shop.dump';
+command_ok([ 'pg_dump', '-Fc', '--create', '-f', $dump, '-d', $old->connstr('shop') ],
+    'pg_dump');
+
+my $new = PostgreSQL::Test::Cluster->new('new');
+$new->init;
+$new->append_conf('postgresql.conf', $conf);
+$new->start;
+command_ok([ 'pg_restore', '--create', '-d', $new->connstr('postgres'), $dump ],
+    'pg_restore into a fresh cluster');
+
+is($new->safe_psql('shop', "SELECT extversion FROM pg_extension WHERE extname = 'subexpire'"),
+    '1.0', 'the extension is back');
+is($new->safe_psql('shop', $history_query), $history, 'the run history is back');
+is($new->safe_psql('postgres', $settings_query), $settings, 'the database-level settings are back');
+is($new->safe_psql('shop', 'SHOW subexpire.grace_period'), '2h', 'and in force');
+
+# The restored database keeps working, and run ids go on from where they were.
+$new->safe_psql('shop', "UPDATE subscriptions SET status = 'active', expires_at = now() - interval '1 day' WHERE status = 'expired'");
+is($new->safe_psql('shop', 'SELECT expired_count FROM expire_subscriptions()'),
+    '7', 'a run after the restore expires the due rows');
+is($new->safe_psql('shop', 'SELECT max(run_id) FROM subexpire_runs'),
+    '3', 'with the next run_id');
+
+done_testing();
