@@ -35,6 +35,18 @@ SELECT * FROM subexpire_next_runs('*/99999999999 * * * *');
 SELECT * FROM subexpire_next_runs(repeat('1,', 5000) || '1 * * * *', 'UTC', '2026-01-01', 1);
 SELECT * FROM subexpire_next_runs(E'0\t2 * *\n*', 'UTC', '2026-01-01', 1);
 
+-- Zones that are abbreviations or offsets are not zones of the database:
+-- POSIX would read UTC+3 as three hours behind UTC.
+ALTER SYSTEM SET subexpire.timezone = 'CEST';
+ALTER SYSTEM SET subexpire.timezone = '+05:00';
+ALTER SYSTEM SET subexpire.timezone = 'UTC+3';
+ALTER SYSTEM SET subexpire.timezone = 'XYZ5';
+ALTER SYSTEM SET subexpire.timezone = '../../../etc/passwd';
+-- Names of the database work, in any case.
+ALTER SYSTEM SET subexpire.timezone = 'america/new_york';
+ALTER SYSTEM SET subexpire.timezone = 'Etc/GMT+5';
+ALTER SYSTEM RESET subexpire.timezone;
+
 -- A target that is a foreign table.
 CREATE FOREIGN DATA WRAPPER regress_subexpire_fdw;
 CREATE SERVER regress_subexpire_server FOREIGN DATA WRAPPER regress_subexpire_fdw;

@@ -28,7 +28,7 @@ typedef struct SubexpireSchedule
 
 /* Hints for errors about a schedule or a zone. */
 #define SUBEXPIRE_SCHEDULE_FORMS "A schedule is 5 cron fields (minute hour day-of-month month day-of-week), such as \"0 2 * * *\"; or @hourly, @daily, @weekly, @monthly or @yearly; or \"N seconds\" with N from 1 to 59."
-#define SUBEXPIRE_ZONE_FORMS "Use a time zone name from pg_timezone_names, such as UTC or Europe/Berlin."
+#define SUBEXPIRE_ZONE_FORMS "Use a time zone name from pg_timezone_names, such as UTC or Europe/Berlin; offsets such as +05:00 or UTC+3 are not accepted, because POSIX reads their sign the other way round."
 
 extern pg_tz *subexpire_lookup_zone(const char *name);
 extern bool subexpire_parse_schedule(const char *text,

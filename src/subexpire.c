@@ -21,6 +21,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -131,12 +132,41 @@ check_schedule(char **newval, void **extra, GucSource source)
 	return false;
 }
 
+/*
+ * Is "name" a zone of the time zone database (pg_timezone_names)?
+ * pg_tzset() also accepts POSIX specifications such as "UTC+3" or
+ * "+05:00", and reads their sign the other way round from what most
+ * people mean (UTC+3 is three hours behind UTC): a schedule read in one of
+ * them would fire at the wrong hour, so they are refused.  Enumerating the
+ * database reads every zone file, so the last name found is remembered:
+ * the check hook runs at every reload, in every process.
+ */
+bool
+subexpire_zone_in_database(const char *name)
+{
+	static char last_found[TZ_STRLEN_MAX + 1] = "";
+	pg_tzenum  *zones;
+	pg_tz	   *tz;
+	bool		found = false;
+
+	if (last_found[0] != '\0' && strcmp(last_found, name) == 0)
+		return true;
+	zones = pg_tzenumerate_start();
+	while (!found && (tz = pg_tzenumerate_next(zones)) != NULL)
+		found = (pg_strcasecmp(pg_get_timezone_name(tz), name) == 0);
+	pg_tzenumerate_end(zones);
+	if (found)
+		strlcpy(last_found, name, sizeof(last_found));
+	return found;
+}
+
 static bool
 check_timezone(char **newval, void **extra, GucSource source)
 {
-	if (*newval != NULL && subexpire_lookup_zone(*newval) != NULL)
+	if (*newval != NULL && subexpire_lookup_zone(*newval) != NULL &&
+		subexpire_zone_in_database(*newval))
 		return true;
-	GUC_check_errdetail("There is no time zone called \"%s\".",
+	GUC_check_errdetail("There is no time zone called \"%s\" in the time zone database.",
 						*newval == NULL ? "" : *newval);
 	GUC_check_errhint("%s", SUBEXPIRE_ZONE_FORMS);
 	return false;

@@ -40,6 +40,8 @@ extern char *subexpire_database;
 extern char *subexpire_role;
 extern bool subexpire_catch_up;
 
+extern bool subexpire_zone_in_database(const char *name);
+
 /*
  * The target table as the current settings describe it, checked against the
  * catalog (src/target.c).  The words and bounds are Datums of the columns'
