@@ -10,8 +10,10 @@
  * (status, expires_at) turns the search into a range scan, and the UPDATE
  * stays a plain one that Citus can push down.
  *
- * The common case, with no due row locked by anyone else, is exactly one
- * plain set-based UPDATE.  It runs in a subtransaction with lock_timeout set
+ * A probe for one due row comes first: a run with nothing due ends after
+ * one index descent.  The common case, with no due row locked by anyone
+ * else, is then exactly one plain set-based UPDATE.  It runs in a
+ * subtransaction with lock_timeout set
  * to subexpire.lock_wait, so that a row held locked by an application
  * transaction for longer than that cannot stall the run: the UPDATE gives
  * up, its work is undone, and the run falls back to the locked-rows path.
@@ -19,7 +21,10 @@
  * LOCKED), comes back for the rows that were locked one by one while the
  * lock_wait budget lasts, takes once more whatever has been released
  * meanwhile, and counts what is still due and locked as skipped, to be
- * recorded in the run's record and left for the next run.
+ * recorded in the run's record and left for the next run; rows locked by
+ * another expiry run in progress are that run's, and not counted.  For the
+ * worker, subexpire_expire_batch() expires up to a batch of unlocked rows
+ * in each transaction.
  *
  * Every statement re-checks the due condition on the row version it
  * changes (PostgreSQL's EvalPlanQual does so for an UPDATE that waited for
