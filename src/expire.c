@@ -40,6 +40,7 @@
 
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_class.h"
@@ -50,6 +51,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -543,9 +545,15 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 }
 
 /*
- * The due rows still locked at the end of the locked-rows path, but for
- * those that another expiry run in progress holds: that run expires them
- * (and counts them) when it commits; they are not left behind.
+ * The due rows that an application transaction still holds locked at the
+ * end of the locked-rows path: those whose locker (xmax) is in progress
+ * and is not another expiry run.  A row held by another run is that run's
+ * to expire and count; a row whose locker has ended since this statement's
+ * snapshot was taken has changed (expired by a run that just committed, or
+ * released for the next run), and a row with no locker is not held at all
+ * (a due row committed after the last pass): none of them is counted.  A
+ * row locked by several transactions at once (a multixact) is not counted
+ * either: its xmax is not a transaction id.
  */
 static int64
 count_skipped_rows(SubexpireTarget *target, StatementParams *params)
@@ -570,7 +578,9 @@ count_skipped_rows(SubexpireTarget *target, StatementParams *params)
 		locker = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[i],
 													 SPI_tuptable->tupdesc,
 													 1, &isnull));
-		if (isnull || !subexpire_is_run_xact(locker))
+		if (!isnull && TransactionIdIsNormal(locker) &&
+			TransactionIdIsInProgress(locker) &&
+			!subexpire_is_run_xact(locker))
 			skipped++;
 	}
 	SPI_freetuptable(SPI_tuptable);
