@@ -7,6 +7,7 @@ OBJS = \
 	src/runs.o \
 	src/health.o \
 	src/schedule.o \
+	src/schedule_sql.o \
 	src/stats.o \
 	src/subexpire.o \
 	src/subxact.o \
