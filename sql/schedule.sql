@@ -53,6 +53,18 @@ SELECT * FROM subexpire_next_runs('59 seconds', NULL, '2026-01-01 00:00:00+00', 
 SELECT * FROM subexpire_next_runs('0 0 29 2 *', 'UTC', '2026-01-01 00:00+00', 2);
 SELECT count(*) AS never FROM subexpire_next_runs('0 0 30 2 *', 'UTC', '2026-01-01 00:00+00', 2);
 
+-- Rarer: 29 February on a Sunday (a day-of-week field that starts with "*"
+-- must match as well) comes every 28 years, and 40 across 2100.
+SELECT * FROM subexpire_next_runs('0 0 29 2 */7', 'UTC', '2033-01-01 00:00+00', 3);
+
+-- The ends of the range of timestamptz.  On its first day, times after
+-- "after" are found, also where the wall clock still reads the day before.
+SELECT * FROM subexpire_next_runs('* * * * *', 'UTC', '4714-11-24 00:00:00+00 BC', 2);
+SELECT * FROM subexpire_next_runs('0 13 * * *', 'Etc/GMT+12', '4714-11-24 00:00:00+00 BC', 1);
+-- The seconds form keeps to its grid up to the last timestamp, and stops there.
+SELECT t, extract(epoch FROM t) % 59 AS off_grid
+FROM subexpire_next_runs('59 seconds', 'UTC', '294276-12-31 23:57:00+00', 5) AS t;
+
 -- Each time is strictly after the one before.
 SELECT count(*) AS times, bool_and(t > lag) AS increasing
 FROM (SELECT t, lag(t, 1, '-infinity') OVER (ORDER BY t) FROM

@@ -41,8 +41,16 @@
 
 #include "schedule.h"
 
-/* How far ahead to look for a matching day: every leap day is within it. */
-#define SEARCH_DAYS (12 * 366)
+/*
+ * How far ahead to look for a matching day.  Whether a day matches depends
+ * only on its month, day of the month and day of the week, and the longest
+ * wait for a day with a given three (over the 400 years after which the
+ * calendar repeats) is 14609 days: 29 February on a given day of the week,
+ * across a century year that is not a leap year, such as the Sundays
+ * 2488-02-29 and 2528-02-29 ("0 0 29 2" and a day-of-week field of "*"
+ * stepped by 7).  The search starts the day before that of "after".
+ */
+#define SEARCH_DAYS (14609 + 2)
 
 typedef struct CronField
 {
@@ -371,7 +379,11 @@ subexpire_lookup_zone(const char *name)
 	return tz;
 }
 
-/* Seconds east of UTC of zone tz at instant t. */
+/*
+ * Seconds east of UTC of zone tz at instant t.  Before the first instant
+ * that the calendar can read, the offset there: the day before the first
+ * day of the range is read to find times on that first day.
+ */
 static int
 utc_offset(TimestampTz t, pg_tz *tz)
 {
@@ -379,6 +391,8 @@ utc_offset(TimestampTz t, pg_tz *tz)
 	fsec_t		fsec;
 	int			seconds_west;
 
+	if (t < MIN_TIMESTAMP)
+		t = MIN_TIMESTAMP;
 	if (timestamp2tm(t, &seconds_west, &tm, &fsec, NULL, tz) != 0)
 		return 0;				/* out of range: the caller gives up there */
 	return -seconds_west;
@@ -470,14 +484,21 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 	if (schedule->interval_seconds > 0)
 	{
 		int64		step = (int64) schedule->interval_seconds * USECS_PER_SEC;
-		int64		since_epoch = after - unix_epoch;
-		int64		periods = since_epoch / step;
+		int64		into_step;
+		TimestampTz next;
 
-		if (since_epoch < 0 && since_epoch % step != 0)
-			periods--;			/* floor, for times before 1970 */
-		if (after > END_TIMESTAMP - 2 * step)
+		/*
+		 * How far "after" is into its step since 1970, from the remainders
+		 * of each: "after - unix_epoch" overflows in the last 30 years of
+		 * the range.
+		 */
+		into_step = (after % step - unix_epoch % step) % step;
+		if (into_step < 0)
+			into_step += step;
+		next = after - into_step + step;
+		if (!IS_VALID_TIMESTAMP(next))
 			return DT_NOEND;	/* the next one is beyond the last timestamp */
-		return unix_epoch + (periods + 1) * step;
+		return next;
 	}
 
 	/* Start from the wall-clock day of "after" (and the day before it). */
@@ -491,12 +512,19 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 		Timestamp	midnight;
 
 		CHECK_FOR_INTERRUPTS();
+
+		/*
+		 * From the second last day of the range on, it never fires: finding
+		 * the instant of a time there reads the zone a day later, past the
+		 * end.  (The first days searched may be before the range's first
+		 * day: in a zone west of UTC, their times can still be after
+		 * "after".)
+		 */
+		if (julian_day >= TIMESTAMP_END_JULIAN - 2)
+			return DT_NOEND;
 		if (!day_matches(schedule, julian_day))
 			continue;
 		midnight = (Timestamp) (julian_day - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY;
-		if (!IS_VALID_TIMESTAMP(midnight) ||
-			!IS_VALID_TIMESTAMP(midnight + 2 * USECS_PER_DAY))
-			return DT_NOEND;
 
 		for (int hour = 0; hour < 24; hour++)
 		{
