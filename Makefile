@@ -30,7 +30,8 @@ ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso \
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_iso output_iso
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso output_iso \
+	test/fuzz/fuzz_schedule test/fuzz/*.o test/fuzz/run
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -40,3 +41,34 @@ include $(PGXS)
 .PHONY: bench-smoke
 bench-smoke:
 	test/bench/bench.sh --rows 20000 --due 0.2 --pairs 1
+
+# The schedule fuzzer (test/fuzz/README.md): src/schedule.c under libFuzzer,
+# AddressSanitizer and UndefinedBehaviorSanitizer, for FUZZ_SECONDS on a
+# copy of the seed corpus.  Fails on a crash, a hang, a sanitizer report or
+# a broken check.  Needs clang-14 and libclang-rt-14-dev.
+FUZZ_CC ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE \
+	-I$(includedir_server) -Isrc -Wall -Wmissing-prototypes \
+	-Wno-ignored-attributes -Wno-compound-token-split-by-macro
+
+# schedule.c with all the coverage and comparison tracing that libFuzzer
+# steers by; the harness's checks without comparison tracing, and its model
+# of the server without coverage: in their loops, those only slow it down.
+test/fuzz/fuzz_schedule: src/schedule.c src/schedule.h \
+		test/fuzz/fuzz_schedule.c test/fuzz/backend_model.c \
+		test/fuzz/backend_model.h
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SANITIZE) \
+		-c -o test/fuzz/backend_model.o test/fuzz/backend_model.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SANITIZE) -fsanitize=fuzzer-no-link \
+		-fno-sanitize-coverage=trace-cmp \
+		-c -o test/fuzz/fuzz_schedule.o test/fuzz/fuzz_schedule.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all -o $@ src/schedule.c \
+		test/fuzz/fuzz_schedule.o test/fuzz/backend_model.o \
+		-L$(pkglibdir) -L$(libdir) -lpgport_shlib
+
+.PHONY: fuzz
+fuzz: test/fuzz/fuzz_schedule
+	test/fuzz/run.sh $(FUZZ_SECONDS)

@@ -8,7 +8,8 @@
 PG_MAJOR=${PG_MAJOR:-15}
 PACKAGES="make gcc postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
           postgresql-client-$PG_MAJOR postgresql-$PG_MAJOR-cron libipc-run-perl
-          prometheus prometheus-postgres-exporter"
+          prometheus prometheus-postgres-exporter
+          clang-14 libclang-rt-14-dev llvm-14"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
