@@ -72,3 +72,33 @@ test/fuzz/fuzz_schedule: src/schedule.c src/schedule.h \
 .PHONY: fuzz
 fuzz: test/fuzz/fuzz_schedule
 	test/fuzz/run.sh $(FUZZ_SECONDS)
+
+# Memory checking, on builds that are never installed: the servers load the
+# library through dynamic_library_path (subexpire.control names it without
+# $libdir), so a test run here cannot disturb the installed subexpire.so.
+# Both need the extension installed (its control file and SQL script) and
+# run as a user PostgreSQL accepts, not root.
+#
+# make sanitize-check: builds the library with AddressSanitizer and
+# UndefinedBehaviorSanitizer in tmp_sanitize/ (a copy of the tree, so its
+# outputs never collide with an installcheck running here), runs the whole
+# installcheck there (regress, isolation, TAP) with the sanitizer runtimes
+# preloaded into the temporary servers, checks that they loaded the
+# sanitized build, and fails on a failed test or any sanitizer report.
+# See scripts/sanitize-check.sh.
+#
+# make valgrind-check: runs the pg_regress suite against a server started
+# under valgrind (memcheck) in tmp_valgrind/, loading this tree's build,
+# and fails on a failed test or a valgrind error with a subexpire frame
+# (PostgreSQL is not built for valgrind: errors in its own code alone are
+# counted, not judged).  See scripts/valgrind-check.sh.
+EXTRA_CLEAN += tmp_sanitize tmp_valgrind
+
+.PHONY: sanitize-check valgrind-check
+sanitize-check:
+	PG_CONFIG='$(PG_CONFIG)' CC='$(CC)' MAKE='$(MAKE)' REGRESS='$(REGRESS)' \
+		EXTRA_REGRESS_OPTS='$(EXTRA_REGRESS_OPTS)' scripts/sanitize-check.sh
+
+valgrind-check: all
+	PG_CONFIG='$(PG_CONFIG)' PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
+		REGRESS='$(REGRESS)' scripts/valgrind-check.sh

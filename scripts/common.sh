@@ -10,6 +10,9 @@ PACKAGES="make gcc postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
           postgresql-client-$PG_MAJOR postgresql-$PG_MAJOR-cron libipc-run-perl
           prometheus prometheus-postgres-exporter
           clang-14 libclang-rt-14-dev llvm-14"
+# make valgrind-check; make sanitize-check needs only gcc, which brings
+# libasan and libubsan.
+PACKAGES="$PACKAGES valgrind"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
