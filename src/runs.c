@@ -278,17 +278,6 @@ subexpire_last_scheduled_success(void)
 	return isnull ? 0 : DatumGetTimestampTz(value);
 }
 
-/* The role that owns the extension's tables: whose rights records use. */
-Oid
-subexpire_extension_owner(void)
-{
-	Oid			runs_relid = get_relname_relid(RUNS_TABLE, extension_schema());
-
-	if (!OidIsValid(runs_relid))
-		elog(ERROR, "table %s of extension subexpire is missing", RUNS_TABLE);
-	return relation_owner(runs_relid);
-}
-
 /*
  * Tell the world about a run that is about to commit: one LOG line with
  * its trigger, cutoff, count and duration, and, when it expired rows,

@@ -104,7 +104,6 @@ extern int64 subexpire_fail_interrupted_runs(void);
 extern TimestampTz subexpire_last_scheduled_success(void);
 extern bool subexpire_extension_installed(void);
 
-extern Oid	subexpire_extension_owner(void);
 extern void subexpire_announce_run(const char *trigger, int64 run_id,
 								   TimestampTz as_of, TimestampTz started_at,
 								   TimestampTz finished_at,
