@@ -1,35 +1,50 @@
 #!/usr/bin/env bash
 #
-# test/bench/bench.sh: how fast is expire_subscriptions(), against the
-# physical limit (one plain set-based UPDATE) and against what an
-# application-side job does (one UPDATE per row from the client)?
+# test/bench/bench.sh: how fast is subexpire at one table size and due
+# fraction, against the physical limit (one plain set-based UPDATE), against
+# what a user would write instead (a PL/pgSQL function called by pg_cron),
+# and against what an application-side job does (one UPDATE per row from
+# the client: psql, and an async SQLAlchemy ORM job)?
 #
 # It creates a throwaway PostgreSQL cluster of its own (initdb into a temp
 # directory, unix socket only; run as the postgres user when invoked as
 # root), loads the reference schema of DESIGN.md with --rows subscriptions,
-# --due of them due at the fixed cutoff 2026-06-01 00:00+00, and times, in
-# pairs whose order alternates:
+# --due of them due at the time of the load, and times, in pairs whose
+# order alternates:
 #   (a)  SELECT * FROM expire_subscriptions(as_of)          all due rows
 #   (b)  UPDATE subscriptions SET status = 'expired', updated_at = now()
 #        WHERE status = 'active' AND expires_at <= as_of     all due rows
-#   (c)  a row-at-a-time loop from the client (psql reads a generated file:
-#        SELECT the due ids, then one UPDATE ... WHERE id = '...' per row,
-#        each a round trip, all in one transaction)          --loop-rows rows
+#   (w)  the background worker's batched run (subexpire.batch_size rows a
+#        transaction), timed by its run record              all due rows
+#   (p)  a PL/pgSQL function doing the UPDATE of (b), run by pg_cron,
+#        timed by cron.job_run_details                      all due rows
+#   (c)  a row-at-a-time loop from psql (SELECT the due ids, then one
+#        UPDATE ... WHERE id = '...' per row, each a round trip, all in one
+#        transaction)                                      --loop-rows rows
+#   (o)  the same loop as an async SQLAlchemy ORM job (orm_job.py), flushing
+#        each row, one commit at the end
+#   (oc) the same ORM job committing each row
 #   (a') expire_subscriptions() on the same --loop-rows rows (cutoff chosen
 #        so that exactly those rows are due)
 # and then (d) expire_subscriptions() with nothing due, right after a run,
-# with the plan of its due search.  Before every timed run the table is
-# rebuilt to the same starting state (VACUUM ANALYZE, CHECKPOINT); after
-# every timed run the changed rows are checked against the due rows, and
-# any difference fails the benchmark.  Prints a plain-text and a markdown
-# table of medians and ratios, with the machine it ran on.
+# with the plan of its due search.  Before every timed run the database is
+# copied afresh from a template holding the starting state (vacuumed,
+# analyzed, checkpointed, then read into shared_buffers); after every timed
+# run the changed rows are checked against the due rows, and any difference
+# fails the benchmark.  Prints a plain-text and a markdown table of medians
+# and ratios, with the machine it ran on.
 #
-# Run (the extension must be installed: make && make install):
+# Run (the extension, postgresql-15-cron and, for (o), Debian's
+# python3-sqlalchemy, python3-asyncpg and python3-greenlet installed):
 #   test/bench/bench.sh                          # 1M rows, 20% due, 3 pairs
 #   test/bench/bench.sh --rows 20000 --due 0.2 --pairs 1   # CI smoke size
-# Options: --rows N, --due F, --pairs K, --loop-rows M, --keep (leave the
-# cluster running and its directory in place).  PG_CONFIG selects the
-# PostgreSQL installation (default: pg_config on PATH).
+# Options: --rows N, --due F, --pairs K, --loop-rows M, --batch-size B (the
+# worker's subexpire.batch_size; default its default), --no-loops (leave
+# out (c), (o) and (a')), --summary FILE (append one tab-separated line of
+# results, for run.sh), --keep (leave the cluster running and its directory
+# in place).  PG_CONFIG selects the PostgreSQL installation (default:
+# pg_config on PATH); PYTHON the interpreter for (o) (default
+# /usr/bin/python3, which sees Debian's packages).
 
 # Single quotes around backquotes and psql backslash commands are meant.
 # shellcheck disable=SC2016,SC2028
@@ -41,12 +56,17 @@ DUE=0.2
 PAIRS=3
 LOOP_ROWS=20000
 KEEP=0
-AS_OF='2026-06-01 00:00:00+00'
+LOOPS=1
+BATCH=
+SUMMARY=
 NOTHING_DUE_CALLS=20
+PYTHON=${PYTHON:-/usr/bin/python3}
 
 # Targets (informational: the benchmark fails on wrong results, not on
 # slow ones).
-TARGET_RATIO_RAW=1.15
+TARGET_RATIO_RAW=1.10
+TARGET_RATIO_WORKER=1.30
+TARGET_LONGEST_BATCH_S=1
 TARGET_NOTHING_DUE_MS=5
 TARGET_RATIO_LOOP=30
 
@@ -72,6 +92,11 @@ while [[ $# -gt 0 ]]; do
 		--pairs=*) PAIRS=${1#*=}; shift ;;
 		--loop-rows) LOOP_ROWS=${2:?--loop-rows needs a value}; shift 2 ;;
 		--loop-rows=*) LOOP_ROWS=${1#*=}; shift ;;
+		--no-loops) LOOPS=0; shift ;;
+		--batch-size) BATCH=${2:?--batch-size needs a value}; shift 2 ;;
+		--batch-size=*) BATCH=${1#*=}; shift ;;
+		--summary) SUMMARY=${2:?--summary needs a file}; shift 2 ;;
+		--summary=*) SUMMARY=${1#*=}; shift ;;
 		--keep) KEEP=1; shift ;;
 		-h|--help) usage 0 ;;
 		*) echo "bench.sh: unknown option $1" >&2; usage 2 >&2 ;;
@@ -91,146 +116,20 @@ if [[ $LOOP_ROWS -gt $DUE_COUNT ]]; then
 	LOOP_ROWS=$DUE_COUNT
 fi
 
-PG_CONFIG=${PG_CONFIG:-pg_config}
-BINDIR=$("$PG_CONFIG" --bindir)
-[[ -x $BINDIR/initdb && -x $BINDIR/pg_ctl && -x $BINDIR/psql ]] ||
-	die "no initdb/pg_ctl/psql in $BINDIR"
+. "$HERE/lib.sh"
+bench_start_cluster
 
-# The server refuses to run as root: run it as postgres then.  psql runs as
-# the invoking user and connects as the cluster's bootstrap superuser.
-if [[ $EUID -eq 0 ]]; then
-	RUNAS=(runuser -u postgres --)
-	DBUSER=postgres
-else
-	RUNAS=()
-	DBUSER=$(id -un)
-fi
 
-# Nothing from the caller's environment may change what psql does.
-unset PGOPTIONS PGSERVICE PGSERVICEFILE PGDATABASE PGHOST PGHOSTADDR PGPORT PGUSER || true
-export PGTZ=UTC PGAPPNAME=subexpire-bench
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/subexpire-bench.XXXXXX")
-DATA=$WORK/data
-LOG=$WORK/server.log
-STARTED=0
-if [[ $EUID -eq 0 ]]; then
-	chown postgres: "$WORK"
-fi
-
-cleanup() {
-	local rc=$?
-	trap - EXIT
-	if [[ $rc -ne 0 && -s $LOG ]]; then
-		echo "--- last lines of the server log ($LOG) ---" >&2
-		tail -n 20 "$LOG" >&2 || true
-	fi
-	if [[ $KEEP -eq 1 ]]; then
-		echo "kept: cluster in $DATA, running: $STARTED;" \
-			"connect: $BINDIR/psql -h $WORK -p ${PORT:-?} -U $DBUSER bench;" \
-			"stop and remove: ${RUNAS[*]} $BINDIR/pg_ctl -D $DATA stop && rm -rf $WORK" >&2
-	else
-		if [[ $STARTED -eq 1 ]]; then
-			"${RUNAS[@]}" "$BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-		fi
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# The socket lives in $WORK and no TCP port is opened, so any port number
-# is free for us; avoid one that a server in a default socket directory
-# uses, so that nobody connects to ours by mistake.
-PORT=
-for _ in $(seq 1 100); do
-	p=$((20000 + RANDOM % 40000))
-	if [[ ! -e /tmp/.s.PGSQL.$p && ! -e /var/run/postgresql/.s.PGSQL.$p ]]; then
-		PORT=$p
-		break
-	fi
-done
-[[ -n $PORT ]] || die "no free port found"
-
-psqlc() {
-	"$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" \
-		-U "$DBUSER" -d bench "$@"
-}
-
-fail() {
-	echo >&2
-	echo "BENCHMARK FAILED: $*" >&2
-	exit 1
-}
-
-# median of the arguments
-median() {
-	printf '%s\n' "$@" | sort -g |
-		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# calc EXPR: floating-point arithmetic
-calc() {
-	awk "BEGIN { printf \"%.6f\", $1 }"
-}
-
-say() {
-	echo "$*"
-}
-
-# --- the cluster ------------------------------------------------------------
-
-"${RUNAS[@]}" "$BINDIR/initdb" -D "$DATA" -U "$DBUSER" --auth=trust \
-	--encoding=UTF8 --locale=C -N >"$WORK/initdb.log" 2>&1 ||
-	{ cat "$WORK/initdb.log" >&2; fail "initdb failed"; }
-
-SETTINGS="shared_buffers = 1GB
-max_wal_size = 4GB
-checkpoint_timeout = 1h
-autovacuum = off
-synchronous_commit = on
-timezone = 'UTC'"
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# subexpire benchmark
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-port = $PORT
-$SETTINGS
-EOF
-
-"${RUNAS[@]}" "$BINDIR/pg_ctl" -D "$DATA" -l "$LOG" -w -t 300 start >/dev/null ||
-	fail "the server did not start"
-STARTED=1
-
-"$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U "$DBUSER" \
-	-d postgres -c 'CREATE DATABASE bench'
-psqlc -c 'CREATE EXTENSION subexpire'
-# pg_prewarm (contrib) puts the table back into shared_buffers after each
-# restore; without it the table is in the OS page cache only.
-PREWARM=0
-if [[ $(psqlc -At -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_prewarm'") == 1 ]]; then
-	psqlc -c 'CREATE EXTENSION pg_prewarm'
-	PREWARM=1
-fi
-
-CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-RAM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
-PG_VERSION=$(psqlc -At -c 'SELECT version()')
-EXT_VERSION=$(psqlc -At -c "SELECT extversion FROM pg_extension WHERE extname = 'subexpire'")
-STORAGE=$(df -PT "$WORK" 2>/dev/null | awk 'NR == 2 { print $2 " (" $1 ")" }' || true)
-SERVER_SETTINGS=$(psqlc -At -F ' = ' -c "SELECT name, current_setting(name) FROM pg_settings
+SERVER_SETTINGS=$(psqlpg -At -F ' = ' -c "SELECT name, current_setting(name) FROM pg_settings
 	WHERE name IN ('shared_buffers', 'max_wal_size', 'checkpoint_timeout',
 	               'synchronous_commit', 'fsync', 'full_page_writes', 'wal_level',
 	               'autovacuum', 'jit', 'work_mem', 'lc_collate') ORDER BY name" | paste -sd ';' | sed 's/;/; /g')
 
 say "subexpire benchmark"
-say "  machine:  $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, ${RAM:-? RAM}, storage ${STORAGE:-?}"
-say "  server:   $PG_VERSION; subexpire $EXT_VERSION"
+say "  machine:  $MACHINE"
+say "  server:   $PG_VERSION; subexpire $EXT_VERSION; pg_cron $CRON_VERSION"
 say "  cluster:  throwaway, initdb --locale=C, unix socket $WORK port $PORT, server run as ${RUNAS[2]:-$DBUSER}"
-say "  restore:  before each timed run: rebuilt from a copy, VACUUM ANALYZE, CHECKPOINT$([[ $PREWARM -eq 1 ]] && echo ', pg_prewarm' || echo ' (no pg_prewarm: table in OS cache only)')"
+say "  restore:  before each timed run: the database copied from its starting state (vacuumed, analyzed; CREATE DATABASE ... TEMPLATE checkpoints)$([[ $PREWARM -eq 1 ]] && echo ', pg_prewarm' || echo ' (no pg_prewarm: table in OS cache only)')"
 say "  settings: $SERVER_SETTINGS"
 say "  data:     $ROWS subscriptions, $DUE_COUNT due at $AS_OF (--due $DUE); pairs $PAIRS; loop rows $LOOP_ROWS $LOOP_NOTE"
 if [[ $PAIRS -lt 3 ]]; then
@@ -241,12 +140,7 @@ say
 # --- the data -----------------------------------------------------------------
 
 T0=$SECONDS
-psqlc -v rows="$ROWS" -v due_count="$DUE_COUNT" -v as_of="$AS_OF" \
-	-f "$HERE/schema.sql" >/dev/null
-
-restore() {
-	psqlc -v prewarm="$PREWARM" -f "$HERE/restore.sql"
-}
+bench_load "$ROWS" "$DUE_COUNT"
 
 # verify AS_OF EXPECTED WHAT: the table differs from its starting state in
 # exactly the EXPECTED rows due at AS_OF, each now expired.
@@ -321,48 +215,98 @@ time_loop() {
 	echo "$LOOP_ROWS $(psqlc -At -f "$WORK/loop.sql")"
 }
 
-declare -a T_A=() T_B=() T_C=() T_AM=()
+# The ORM job times itself on the client, from its SELECT to its last
+# COMMIT.  time_orm flush|commit
+time_orm() {
+	"$PYTHON" "$HERE/orm_job.py" "$WORK" "$PORT" "$DBUSER" bench "$AS_OF_LOOP" "$1"
+}
+
+# (p) The PL/pgSQL function, run once by pg_cron (on the next minute:
+# pg_cron 1.4 has no seconds schedules), timed by cron.job_run_details.
+# The count is that of the rows it changed (the function's result is not
+# recorded by pg_cron): a new updated_at, later than any in the data.
+time_cron() {
+	local job status secs message
+	job=$(psqlpg -At -c "SELECT cron.schedule_in_database('bench-plpgsql', '* * * * *',
+		'SELECT expire_due_subscriptions()', 'bench')")
+	wait_until "(p) the pg_cron job" postgres 150 "SELECT EXISTS (SELECT FROM cron.job_run_details
+		WHERE jobid = $job AND status IN ('succeeded', 'failed'))"
+	psqlpg -c "SELECT cron.unschedule($job)" >/dev/null
+	IFS='|' read -r status secs message < <(psqlpg -At -c "SELECT status,
+		extract(epoch FROM end_time - start_time), return_message
+		FROM cron.job_run_details WHERE jobid = $job ORDER BY runid LIMIT 1")
+	[[ $status == succeeded ]] || fail "(p): the pg_cron job ended $status: $message"
+	echo "$(psqlc -At -c "SELECT count(*) FROM subscriptions WHERE updated_at >= '$AS_OF'") $secs"
+}
+
+declare -a T_A=() T_B=() T_C=() T_AM=() T_W=() T_P=() T_O=() T_OC=() L_W=()
 
 # run_case PAIR CASE: restore, time, check, record.
 run_case() {
-	local pair=$1 case=$2 as_of expect what out n secs
+	local pair=$1 case=$2 as_of expect what out n secs longest=
 	restore
 	case $case in
 		a) as_of=$AS_OF; expect=$DUE_COUNT
 		   what="(a)  expire_subscriptions, $DUE_COUNT due"; out=$(time_expire "$as_of") ;;
 		b) as_of=$AS_OF; expect=$DUE_COUNT
 		   what="(b)  raw UPDATE, $DUE_COUNT due"; out=$(time_update "$as_of") ;;
+		w) as_of=$AS_OF; expect=$DUE_COUNT
+		   what="(w)  worker, batched, $DUE_COUNT due"; out=$(bench_worker_run) ;;
+		p) as_of=$AS_OF; expect=$DUE_COUNT
+		   what="(p)  PL/pgSQL by pg_cron, $DUE_COUNT due"; out=$(time_cron) ;;
 		c) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
-		   what="(c)  row loop, $LOOP_ROWS rows"; out=$(time_loop) ;;
+		   what="(c)  row loop, psql, $LOOP_ROWS rows"; out=$(time_loop) ;;
+		o) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
+		   what="(o)  async ORM, flush a row, $LOOP_ROWS rows"; out=$(time_orm flush) ;;
+		oc) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
+		   what="(oc) async ORM, commit a row, $LOOP_ROWS rows"; out=$(time_orm commit) ;;
 		am) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
 		   what="(a') expire_subscriptions, $LOOP_ROWS rows"; out=$(time_expire "$as_of") ;;
 	esac
-	read -r n secs <<<"$out"
+	read -r n secs longest <<<"$out"
 	[[ $n == "$expect" ]] || fail "$what: reported $n rows, expected $expect"
 	[[ $secs =~ ^[0-9.]+$ ]] || fail "$what: no time measured (got '$out')"
 	verify "$as_of" "$expect" "$what"
 	case $case in
 		a) T_A+=("$secs") ;;
 		b) T_B+=("$secs") ;;
+		w) T_W+=("$secs"); L_W+=("$longest") ;;
+		p) T_P+=("$secs") ;;
 		c) T_C+=("$secs") ;;
+		o) T_O+=("$secs") ;;
+		oc) T_OC+=("$secs") ;;
 		am) T_AM+=("$secs") ;;
 	esac
-	printf '  pair %d  %-42s %10.4f s   %s rows changed, verified\n' "$pair" "$what" "$secs" "$n"
+	printf '  pair %d  %-42s %10.4f s   %s rows changed, verified%s\n' "$pair" "$what" "$secs" "$n" \
+		"${longest:+; longest batch $longest s}"
 }
+
+CASES=(a b w p)
+if [[ $LOOPS -eq 1 ]]; then
+	CASES+=(c o oc am)
+fi
 
 say
 say "timed runs (each from the same restored state; order alternates between pairs):"
 for ((pair = 1; pair <= PAIRS; pair++)); do
-	if ((pair % 2)); then
-		order=(a b c am)
-	else
-		order=(am c b a)
+	order=("${CASES[@]}")
+	if ! ((pair % 2)); then
+		order=()
+		for ((k = ${#CASES[@]} - 1; k >= 0; k--)); do
+			order+=("${CASES[k]}")
+		done
 	fi
 	for c in "${order[@]}"; do
 		run_case "$pair" "$c"
 	done
-	printf '  pair %d  ratios: a/b %.3f, c/a'"'"' %.1f\n' "$pair" \
-		"$(calc "${T_A[-1]} / ${T_B[-1]}")" "$(calc "${T_C[-1]} / ${T_AM[-1]}")"
+	printf '  pair %d  ratios: a/b %.3f, w/b %.3f, p/b %.3f' "$pair" \
+		"$(calc "${T_A[-1]} / ${T_B[-1]}")" "$(calc "${T_W[-1]} / ${T_B[-1]}")" \
+		"$(calc "${T_P[-1]} / ${T_B[-1]}")"
+	if [[ $LOOPS -eq 1 ]]; then
+		printf ', c/a'"'"' %.1f, o/a'"'"' %.1f, oc/a'"'"' %.1f' "$(calc "${T_C[-1]} / ${T_AM[-1]}")" \
+			"$(calc "${T_O[-1]} / ${T_AM[-1]}")" "$(calc "${T_OC[-1]} / ${T_AM[-1]}")"
+	fi
+	printf '\n'
 done
 
 # --- plans ------------------------------------------------------------------------
@@ -464,20 +408,41 @@ PLAN_NODE=$(grep -Eo '(Index Only Scan|Index Scan|Bitmap Index Scan|Seq Scan)( u
 
 M_A=$(median "${T_A[@]}")
 M_B=$(median "${T_B[@]}")
-M_C=$(median "${T_C[@]}")
-M_AM=$(median "${T_AM[@]}")
+M_W=$(median "${T_W[@]}")
+M_P=$(median "${T_P[@]}")
 R_RAW=$(calc "$M_A / $M_B")
-R_LOOP=$(calc "$M_C / $M_AM")
-US_C=$(calc "$M_C / $LOOP_ROWS * 1e6")
-US_AM=$(calc "$M_AM / $LOOP_ROWS * 1e6")
+R_WORKER=$(calc "$M_W / $M_B")
+R_CRON=$(calc "$M_P / $M_B")
+LONGEST=n/a
+if [[ ${L_W[0]} != n/a ]]; then
+	LONGEST=$(printf '%s\n' "${L_W[@]}" | sort -g | tail -n 1)
+fi
 
 verdict() { # verdict VALUE OP TARGET
+	if [[ $1 == n/a ]]; then echo "not measured"; return; fi
 	if awk "BEGIN { exit !($1 $2 $3) }"; then echo "met"; else echo "NOT MET"; fi
 }
 V_RAW=$(verdict "$R_RAW" "<=" "$TARGET_RATIO_RAW")
-V_LOOP=$(verdict "$R_LOOP" ">=" "$TARGET_RATIO_LOOP")
+V_WORKER=$(verdict "$R_WORKER" "<=" "$TARGET_RATIO_WORKER")
+V_LONGEST=$(verdict "$LONGEST" "<" "$TARGET_LONGEST_BATCH_S")
 V_ND=$(verdict "$D_MED" "<" "$TARGET_NOTHING_DUE_MS")
 list() { printf '%.3f ' "$@" | sed 's/ $//'; }
+if [[ $LOOPS -eq 1 ]]; then
+	M_C=$(median "${T_C[@]}")
+	M_O=$(median "${T_O[@]}")
+	M_OC=$(median "${T_OC[@]}")
+	M_AM=$(median "${T_AM[@]}")
+	R_LOOP=$(calc "$M_C / $M_AM")
+	R_ORM=$(calc "$M_O / $M_AM")
+	R_ORM_COMMIT=$(calc "$M_OC / $M_AM")
+	V_ORM_COMMIT=$(verdict "$R_ORM_COMMIT" ">=" "$TARGET_RATIO_LOOP")
+	US_OC=$(calc "$M_OC / $LOOP_ROWS * 1e6")
+	V_LOOP=$(verdict "$R_LOOP" ">=" "$TARGET_RATIO_LOOP")
+	V_ORM=$(verdict "$R_ORM" ">=" "$TARGET_RATIO_LOOP")
+	US_C=$(calc "$M_C / $LOOP_ROWS * 1e6")
+	US_O=$(calc "$M_O / $LOOP_ROWS * 1e6")
+	US_AM=$(calc "$M_AM / $LOOP_ROWS * 1e6")
+fi
 
 say
 say "================================================================================"
@@ -487,10 +452,21 @@ say "  settings: $(echo "$SETTINGS" | paste -sd ';' | sed 's/;/; /g')"
 printf '  %-48s %12s   %s\n' "measurement" "median" "runs / target"
 printf '  %-48s %10.3f s   [%s]\n' "(a)  expire_subscriptions(), $DUE_COUNT due" "$M_A" "$(list "${T_A[@]}")"
 printf '  %-48s %10.3f s   [%s]\n' "(b)  raw UPDATE, $DUE_COUNT due" "$M_B" "$(list "${T_B[@]}")"
+printf '  %-48s %10.3f s   [%s]\n' "(w)  worker, batches of $BATCH_SIZE" "$M_W" "$(list "${T_W[@]}")"
+printf '  %-48s %10.3f s   [%s]\n' "(p)  PL/pgSQL UPDATE run by pg_cron" "$M_P" "$(list "${T_P[@]}")"
 printf '  %-48s %12.3f   target <= %s: %s\n' "     ratio (a)/(b)" "$R_RAW" "$TARGET_RATIO_RAW" "$V_RAW"
-printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(c)  row loop from the client, $LOOP_ROWS rows" "$M_C" "$(list "${T_C[@]}")" "$US_C"
-printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(a') expire_subscriptions(), same $LOOP_ROWS rows" "$M_AM" "$(list "${T_AM[@]}")" "$US_AM"
-printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (c)/(a'), per equal rows" "$R_LOOP" "$TARGET_RATIO_LOOP" "$V_LOOP"
+printf '  %-48s %12.3f   target <= %s: %s\n' "     ratio (w)/(b)" "$R_WORKER" "$TARGET_RATIO_WORKER" "$V_WORKER"
+printf '  %-48s %12.3f\n' "     ratio (p)/(b)" "$R_CRON"
+printf '  %-48s %12s   target < %s s: %s\n' "     (w) longest batch transaction, s" "$LONGEST" "$TARGET_LONGEST_BATCH_S" "$V_LONGEST"
+if [[ $LOOPS -eq 1 ]]; then
+	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(c)  row loop from psql, $LOOP_ROWS rows" "$M_C" "$(list "${T_C[@]}")" "$US_C"
+	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(o)  async ORM job, flush a row, $LOOP_ROWS rows" "$M_O" "$(list "${T_O[@]}")" "$US_O"
+	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(oc) async ORM job, commit a row, $LOOP_ROWS rows" "$M_OC" "$(list "${T_OC[@]}")" "$US_OC"
+	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(a') expire_subscriptions(), same $LOOP_ROWS rows" "$M_AM" "$(list "${T_AM[@]}")" "$US_AM"
+	printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (c)/(a'), per equal rows" "$R_LOOP" "$TARGET_RATIO_LOOP" "$V_LOOP"
+	printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (o)/(a'), per equal rows" "$R_ORM" "$TARGET_RATIO_LOOP" "$V_ORM"
+	printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (oc)/(a'), per equal rows" "$R_ORM_COMMIT" "$TARGET_RATIO_LOOP" "$V_ORM_COMMIT"
+fi
 printf '  %-48s %9.3f ms   first %.3f, max %.3f; inside the statement %.3f; target < %s ms: %s\n' \
 	"(d)  nothing due, right after a run" "$D_MED" "$D_FIRST" "$D_MAX" "$D_INSIDE" "$TARGET_NOTHING_DUE_MS" "$V_ND"
 printf '  %-48s %9.3f ms   first %.3f, max %.3f; inside the statement %.3f\n' \
@@ -503,20 +479,38 @@ say "| measurement ($ROWS rows, $DUE_COUNT due, $PAIRS pairs) | median | runs | 
 say "| --- | ---: | --- | --- |"
 printf '| (a) `expire_subscriptions()`, %s due | %.3f s | %s | |\n' "$DUE_COUNT" "$M_A" "$(list "${T_A[@]}")"
 printf '| (b) raw `UPDATE`, %s due | %.3f s | %s | |\n' "$DUE_COUNT" "$M_B" "$(list "${T_B[@]}")"
+printf '| (w) worker, batches of %s | %.3f s | %s | |\n' "$BATCH_SIZE" "$M_W" "$(list "${T_W[@]}")"
+printf '| (p) PL/pgSQL `UPDATE` run by pg_cron | %.3f s | %s | |\n' "$M_P" "$(list "${T_P[@]}")"
 printf '| ratio (a)/(b) | **%.3f** | | <= %s: %s |\n' "$R_RAW" "$TARGET_RATIO_RAW" "$V_RAW"
-printf '| (c) row loop from the client, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_C" "$US_C" "$(list "${T_C[@]}")"
-printf '| (a'"'"') `expire_subscriptions()`, same %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_AM" "$US_AM" "$(list "${T_AM[@]}")"
-printf '| ratio (c)/(a'"'"') | **%.1fx** | | >= %sx: %s |\n' "$R_LOOP" "$TARGET_RATIO_LOOP" "$V_LOOP"
+printf '| ratio (w)/(b) | **%.3f** | | <= %s: %s |\n' "$R_WORKER" "$TARGET_RATIO_WORKER" "$V_WORKER"
+printf '| ratio (p)/(b) | %.3f | | |\n' "$R_CRON"
+printf '| (w) longest batch transaction | %s s | | < %s s: %s |\n' "$LONGEST" "$TARGET_LONGEST_BATCH_S" "$V_LONGEST"
+if [[ $LOOPS -eq 1 ]]; then
+	printf '| (c) row loop from psql, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_C" "$US_C" "$(list "${T_C[@]}")"
+	printf '| (o) async SQLAlchemy ORM job, flush a row, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_O" "$US_O" "$(list "${T_O[@]}")"
+	printf '| (oc) async SQLAlchemy ORM job, commit a row, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_OC" "$US_OC" "$(list "${T_OC[@]}")"
+	printf '| (a'"'"') `expire_subscriptions()`, same %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_AM" "$US_AM" "$(list "${T_AM[@]}")"
+	printf '| ratio (c)/(a'"'"') | %.1fx | | >= %sx: %s |\n' "$R_LOOP" "$TARGET_RATIO_LOOP" "$V_LOOP"
+	printf '| ratio (o)/(a'"'"') | **%.1fx** | | >= %sx: %s |\n' "$R_ORM" "$TARGET_RATIO_LOOP" "$V_ORM"
+	printf '| ratio (oc)/(a'"'"') | **%.1fx** | | >= %sx: %s |\n' "$R_ORM_COMMIT" "$TARGET_RATIO_LOOP" "$V_ORM_COMMIT"
+fi
 printf '| (d) nothing due, right after a run (median of %s calls) | **%.3f ms** | first %.3f, max %.3f; in statement %.3f | < %s ms: %s |\n' \
 	"$NOTHING_DUE_CALLS" "$D_MED" "$D_FIRST" "$D_MAX" "$D_INSIDE" "$TARGET_NOTHING_DUE_MS" "$V_ND"
 printf '| (d) nothing due, after VACUUM (median of %s calls) | %.3f ms | first %.3f, max %.3f; in statement %.3f | |\n' \
 	"$NOTHING_DUE_CALLS" "$V_MED" "$V_FIRST" "$V_MAX" "$V_INSIDE"
 printf '| (d) due search plan | %s | | index range scan |\n' "${PLAN_NODE:-not found}"
 say
-say "Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, ${RAM:-?} RAM, storage ${STORAGE:-?}. ${PG_VERSION%% on *}, subexpire $EXT_VERSION."
+say "Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, ${RAM:-?} RAM, storage ${STORAGE:-?}. ${PG_VERSION%% on *}, subexpire $EXT_VERSION, pg_cron $CRON_VERSION."
 say "Settings: $(echo "$SETTINGS" | paste -sd ';' | sed 's/;/; /g'); initdb --locale=C; otherwise defaults."
 say "================================================================================"
 say "total time: $SECONDS s"
+
+# One line for run.sh's table across sizes.
+if [[ -n $SUMMARY ]]; then
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+		"$ROWS" "$DUE_COUNT" "$M_A" "$M_B" "$M_W" "$M_P" "$LONGEST" \
+		"${M_O:-}" "${M_OC:-}" "${M_AM:-}" "${M_C:-}" "$D_MED" "$V_MED" "$PAIRS" >>"$SUMMARY"
+fi
 
 if [[ $PLAN_OK -ne 1 ]]; then
 	fail "with nothing due, expire_subscriptions() did not search with an index range scan on ix_subscriptions_status_expires_at"

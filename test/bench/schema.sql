@@ -5,8 +5,8 @@
 --
 -- users: one row per subscription (subscriptions.user_id is UNIQUE).
 -- bench_orig: the starting state of public.subscriptions, row for row, in
--- the physical order the table is loaded in (seq).  restore.sql rebuilds
--- subscriptions from it before every timed run, and verify.sql compares
+-- the physical order the table is loaded in (seq).  starting_state.sql builds
+-- subscriptions from it, and verify.sql compares
 -- subscriptions with it after every timed run.
 --
 -- The mix, by a random permutation of the rows (exact counts):
@@ -14,7 +14,9 @@
 --                    distinct, spread over the 90 days before as_of (so
 --                    that "the M oldest due rows" is a cutoff of its own)
 --   of the rest:
---     50 %           active, expires_at in the year after as_of
+--     50 %           active, expires_at in the year after the day after
+--                    as_of (none in the day after: the worker and pg_cron
+--                    expire at their own now(), a little after as_of)
 --     10 %           active, expires_at NULL (never expires)
 --     20 %           expired, expires_at in the year before as_of
 --     10 %           inactive, half with a past expires_at, half NULL
@@ -68,7 +70,7 @@ SELECT seq,
            WHEN 'due' THEN :'as_of'::timestamptz
                 - make_interval(secs => r * (7776000.0 / :due_count))
            WHEN 'future' THEN :'as_of'::timestamptz
-                + make_interval(secs => 1 + x * 31536000)
+                + make_interval(secs => 86400 + x * 31536000)
            WHEN 'expired' THEN :'as_of'::timestamptz
                 - make_interval(secs => 86400 + x * 31536000)
            WHEN 'inactive' THEN CASE WHEN x < 0.5 THEN :'as_of'::timestamptz
@@ -82,5 +84,5 @@ ORDER BY seq;
 VACUUM ANALYZE users;
 VACUUM ANALYZE bench_orig;
 
--- The one table the run works on; restore.sql rebuilds it.
+-- The one table the runs work on; starting_state.sql builds it.
 CREATE TABLE subscriptions (id uuid);
