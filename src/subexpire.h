@@ -86,8 +86,11 @@ extern int64 subexpire_count_due(SubexpireTarget *target, TimestampTz as_of);
 extern SubexpireRunResult subexpire_expire_due(SubexpireTarget *target,
 											   TimestampTz as_of,
 											   TimestampTz run_time);
+typedef struct SubexpireBatchPosition SubexpireBatchPosition;
+extern SubexpireBatchPosition *subexpire_batch_position_create(MemoryContext context);
 extern int64 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
-									TimestampTz run_time, int64 limit);
+									TimestampTz run_time, int64 limit,
+									SubexpireBatchPosition *position);
 extern void subexpire_check_max_expired(int64 count, TimestampTz as_of);
 
 /* Run records in the subexpire_runs table (src/runs.c). */

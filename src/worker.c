@@ -564,6 +564,7 @@ run_batched(const char *trigger)
 	volatile int64 failed_run_id = 0;
 	volatile int64 committed = 0;
 	MemoryContext run_context = CurrentMemoryContext;
+	SubexpireBatchPosition *position = subexpire_batch_position_create(run_context);
 
 	PG_TRY();
 	{
@@ -583,7 +584,8 @@ run_batched(const char *trigger)
 			target = subexpire_resolve_target(true);
 			subexpire_register_run_xact();
 			added.expired_count = subexpire_expire_batch(target, as_of, as_of,
-														 subexpire_batch_size);
+														 subexpire_batch_size,
+														 position);
 			added.skipped_locked = 0;
 			if (added.expired_count > 0)
 				subexpire_update_run(run_id, &added, NULL, NULL);

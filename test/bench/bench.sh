@@ -57,6 +57,7 @@ PAIRS=3
 LOOP_ROWS=20000
 KEEP=0
 LOOPS=1
+ONLY_CASES=
 BATCH=
 SUMMARY=
 NOTHING_DUE_CALLS=20
@@ -93,6 +94,7 @@ while [[ $# -gt 0 ]]; do
 		--loop-rows) LOOP_ROWS=${2:?--loop-rows needs a value}; shift 2 ;;
 		--loop-rows=*) LOOP_ROWS=${1#*=}; shift ;;
 		--no-loops) LOOPS=0; shift ;;
+		--cases) ONLY_CASES=${2:?--cases needs a list}; shift 2 ;;
 		--batch-size) BATCH=${2:?--batch-size needs a value}; shift 2 ;;
 		--batch-size=*) BATCH=${1#*=}; shift ;;
 		--summary) SUMMARY=${2:?--summary needs a file}; shift 2 ;;
@@ -285,6 +287,9 @@ CASES=(a b w p)
 if [[ $LOOPS -eq 1 ]]; then
 	CASES+=(c o oc am)
 fi
+if [[ -n $ONLY_CASES ]]; then
+	IFS=, read -r -a CASES <<<"$ONLY_CASES"
+fi
 
 say
 say "timed runs (each from the same restored state; order alternates between pairs):"
@@ -299,13 +304,20 @@ for ((pair = 1; pair <= PAIRS; pair++)); do
 	for c in "${order[@]}"; do
 		run_case "$pair" "$c"
 	done
-	printf '  pair %d  ratios: a/b %.3f, w/b %.3f, p/b %.3f' "$pair" \
-		"$(calc "${T_A[-1]} / ${T_B[-1]}")" "$(calc "${T_W[-1]} / ${T_B[-1]}")" \
-		"$(calc "${T_P[-1]} / ${T_B[-1]}")"
-	if [[ $LOOPS -eq 1 ]]; then
-		printf ', c/a'"'"' %.1f, o/a'"'"' %.1f, oc/a'"'"' %.1f' "$(calc "${T_C[-1]} / ${T_AM[-1]}")" \
-			"$(calc "${T_O[-1]} / ${T_AM[-1]}")" "$(calc "${T_OC[-1]} / ${T_AM[-1]}")"
-	fi
+	# ratio NAME NUM DEN: "NAME x.xxx" from this pair's last runs, when both ran
+	ratio() {
+		local -n num=$2 den=$3
+		[[ ${#num[@]} -gt 0 && ${#den[@]} -gt 0 ]] &&
+			printf ', %s %.3f' "$1" "$(calc "${num[-1]} / ${den[-1]}")"
+		return 0
+	}
+	printf '  pair %d  ratios' "$pair"
+	ratio a/b T_A T_B
+	ratio w/b T_W T_B
+	ratio p/b T_P T_B
+	ratio "c/a'" T_C T_AM
+	ratio "o/a'" T_O T_AM
+	ratio "oc/a'" T_OC T_AM
 	printf '\n'
 done
 

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+#
+# test/bench/gentle.sh: does the worker's expiry hurt the application?
+#
+# An application workload on the subscriptions table (pgbench: 80 % reads
+# of a user's subscription by e-mail, 20 % renewals of a random user's
+# subscription, at a fixed rate from several clients) runs for --seconds,
+# once with no expiry running (base) and once while the background worker
+# expires --due-rows subscriptions in batches (expiry), in pairs whose
+# order alternates, each from the same starting state (a fresh copy of the
+# loaded database).  Reports, for each, the transactions per second and the
+# latency percentiles of the transactions that ended while the worker ran
+# (base: of all), and the longest lock wait of any application statement
+# (log_lock_waits, deadlock_timeout = 10ms: a wait shorter than 10 ms is
+# not logged), next to the worker's longest batch transaction.
+#
+# Run (the extension, postgresql-15-cron and pgbench installed):
+#   test/bench/gentle.sh                        # 5M rows, 1M due, 3 pairs
+#   test/bench/gentle.sh --rows 50000 --due-rows 10000 --pairs 1 --seconds 15
+# Options: --rows N (5000000), --due-rows M (1000000), --pairs K (3),
+# --seconds S (60: must cover the worker's run), --clients C (4),
+# --rate TPS (400, all clients together), --batch-size B (the worker's
+# subexpire.batch_size; default its default), --keep.
+
+set -euo pipefail
+
+ROWS=5000000
+DUE_ROWS=1000000
+PAIRS=3
+RUN_SECONDS=60
+CLIENTS=4
+RATE=400
+BATCH=
+KEEP=0
+# The worker starts this long after the workload, so that the workload's
+# start-up is not in the window.
+LEAD_SECONDS=5
+
+# Targets (informational).
+TARGET_P99_RATIO=2
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+	sed -n '3,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	exit "${1:-0}"
+}
+
+die() {
+	echo "gentle.sh: $*" >&2
+	exit 2
+}
+
+while [[ $# -gt 0 ]]; do
+	case $1 in
+		--rows) ROWS=${2:?}; shift 2 ;;
+		--due-rows) DUE_ROWS=${2:?}; shift 2 ;;
+		--pairs) PAIRS=${2:?}; shift 2 ;;
+		--seconds) RUN_SECONDS=${2:?}; shift 2 ;;
+		--clients) CLIENTS=${2:?}; shift 2 ;;
+		--rate) RATE=${2:?}; shift 2 ;;
+		--batch-size) BATCH=${2:?}; shift 2 ;;
+		--keep) KEEP=1; shift ;;
+		-h|--help) usage 0 ;;
+		*) echo "gentle.sh: unknown option $1" >&2; usage 2 >&2 ;;
+	esac
+done
+for v in ROWS DUE_ROWS PAIRS RUN_SECONDS CLIENTS RATE; do
+	[[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a positive integer"
+done
+[[ $DUE_ROWS -lt $ROWS ]] || die "--due-rows must be less than --rows"
+[[ $RUN_SECONDS -gt $((LEAD_SECONDS + 5)) ]] || die "--seconds must be more than $((LEAD_SECONDS + 5))"
+
+# The application's statements wait for row locks; log each wait longer
+# than deadlock_timeout, with the waiting process's application name.
+EXTRA_CONF="log_lock_waits = on
+deadlock_timeout = 10ms
+log_line_prefix = '%m [%p] %a: '"
+. "$HERE/lib.sh"
+PGBENCH=$BINDIR/pgbench
+[[ -x $PGBENCH ]] || die "no pgbench in $BINDIR (Debian: postgresql-contrib)"
+
+bench_start_cluster
+say "subexpire gentleness benchmark"
+say "  machine:  $MACHINE"
+say "  server:   ${PG_VERSION%% on *}; subexpire $EXT_VERSION; worker batch_size $BATCH_SIZE"
+say "  data:     $ROWS subscriptions, $DUE_ROWS due; pairs $PAIRS of $RUN_SECONDS s"
+say "  workload: pgbench, $CLIENTS clients, $RATE transactions/s in all (--rate): 80 % read, 20 % renewal"
+T0=$SECONDS
+bench_load "$ROWS" "$DUE_ROWS"
+say "  loaded in $((SECONDS - T0)) s"
+say
+
+cat >"$WORK/read.sql" <<EOF
+\set k random(1, $ROWS)
+SELECT s.id, s.plan, s.status, s.expires_at
+FROM subscriptions AS s JOIN users AS u ON u.id = s.user_id
+WHERE u.email = 'user' || :k || '@example.com';
+EOF
+cat >"$WORK/renew.sql" <<EOF
+\set k random(1, $ROWS)
+UPDATE subscriptions
+SET status = 'active', expires_at = greatest(expires_at, now()) + interval '30 days',
+    updated_at = now()
+WHERE user_id = (SELECT id FROM users WHERE email = 'user' || :k || '@example.com');
+EOF
+[[ $EUID -ne 0 ]] || chown postgres: "$WORK"/*.sql
+
+# workload NAME: pgbench for RUN_SECONDS, each transaction logged to
+# $WORK/NAME.* (client, number, latency us, script, end epoch s, us, lag).
+workload() {
+	PGAPPNAME=pgbench "$PGBENCH" -n -h "$WORK" -p "$PORT" -U "$DBUSER" \
+		-c "$CLIENTS" -j 2 -R "$RATE" -T "$RUN_SECONDS" \
+		-f "$WORK/read.sql@8" -f "$WORK/renew.sql@2" \
+		-l --log-prefix="$WORK/$1" bench >"$WORK/$1.out" 2>&1 ||
+		{ cat "$WORK/$1.out" >&2; fail "pgbench failed ($1)"; }
+}
+
+# percentiles: of the numbers on stdin, "count p50 p99 max" (nearest rank).
+percentiles() {
+	sort -g | awk '{ v[NR] = $1 }
+		function pct(p,   i) { i = int(NR * p + 0.999999); return v[i < 1 ? 1 : i] }
+		END { if (NR == 0) print "0 0 0 0"; else printf "%d %.3f %.3f %.3f\n", NR, pct(0.5), pct(0.99), v[NR] }'
+}
+
+# stats NAME FROM TO: "count tps p50_ms p99_ms max_ms reads_p99_ms
+# renewals_p99_ms" of the transactions of NAME that ended in [FROM, TO]
+# (epoch seconds).
+stats() {
+	local n p50 p99 max rn rp50 rp99 rmax
+	cat "$WORK/$1".[0-9]* | awk -v from="$2" -v to="$3" \
+		'{ t = $5 + $6 / 1e6 } t >= from && t <= to { print $4, $3 / 1000 }' >"$WORK/$1.window"
+	read -r n p50 p99 max < <(awk '{ print $2 }' "$WORK/$1.window" | percentiles)
+	read -r _ _ qp99 _ < <(awk '$1 == 0 { print $2 }' "$WORK/$1.window" | percentiles)
+	read -r _ _ rp99 _ < <(awk '$1 == 1 { print $2 }' "$WORK/$1.window" | percentiles)
+	echo "$n $(calc "$n / ($3 - $2)") $p50 $p99 $max $qp99 $rp99"
+}
+
+# The longest lock wait of an application statement, in ms, logged since
+# byte OFFSET of the server log ("acquired ... after N ms"); waits still
+# going on at the end count as "still waiting".
+longest_app_wait() {
+	tail -c +"$(($1 + 1))" "$LOG" | awk '
+		/ pgbench: .* acquired .* after [0-9.]+ ms/ {
+			for (i = 1; i <= NF; i++) if ($i == "after") { v = $(i + 1) + 0; if (v > m) m = v }
+			n++
+		}
+		END { printf "%.1f %d\n", m, n }'
+}
+
+declare -a B_P99=() E_P99=() B_TPS=() E_TPS=() E_RUN=() E_WAIT=() E_LONGEST=() ROWS_OUT=()
+
+run_phase() {
+	local pair=$1 phase=$2 name="$2_$1" offset from to out run_out n secs longest wait waits
+	restore
+	offset=$(stat -c %s "$LOG")
+	if [[ $phase == base ]]; then
+		from=$(date +%s.%N)
+		workload "$name"
+		to=$(date +%s.%N)
+		out=$(stats "$name" "$from" "$to")
+		read -r n tps p50 p99 max qp99 rp99 <<<"$out"
+		B_P99+=("$p99"); B_TPS+=("$tps")
+		printf '  pair %d  base     %6d tx  %7.1f tx/s  p50 %7.3f ms  p99 %7.3f ms  max %8.3f ms  p99 reads %7.3f, renewals %7.3f ms\n' \
+			"$pair" "$n" "$tps" "$p50" "$p99" "$max" "$qp99" "$rp99"
+	else
+		workload "$name" &
+		local wl=$!
+		sleep "$LEAD_SECONDS"
+		run_out=$(bench_worker_run)
+		wait "$wl" || fail "pgbench failed ($name)"
+		read -r n secs longest <<<"$run_out"
+		read -r from to < <(psqlc -At -F ' ' -c "SELECT extract(epoch FROM min(started_at)),
+			extract(epoch FROM max(finished_at)) FROM subexpire_runs
+			WHERE trigger <> 'manual' AND expired_count > 0")
+		awk -v to="$to" -v end="$(date +%s.%N)" 'BEGIN { exit !(to < end) }' ||
+			fail "the worker's run outlasted the workload: raise --seconds"
+		read -r wait waits < <(longest_app_wait "$offset")
+		out=$(stats "$name" "$from" "$to")
+		read -r tn tps p50 p99 max qp99 rp99 <<<"$out"
+		E_P99+=("$p99"); E_TPS+=("$tps"); E_RUN+=("$secs"); E_WAIT+=("$wait"); E_LONGEST+=("$longest")
+		ROWS_OUT+=("$n")
+		printf '  pair %d  expiry   %6d tx  %7.1f tx/s  p50 %7.3f ms  p99 %7.3f ms  max %8.3f ms  p99 reads %7.3f, renewals %7.3f ms\n' \
+			"$pair" "$tn" "$tps" "$p50" "$p99" "$max" "$qp99" "$rp99"
+		printf '                  worker: %s rows in %.3f s; longest batch %s s; application lock waits over 10 ms: %s, longest %s ms\n' \
+			"$n" "$secs" "$longest" "$waits" "$wait"
+	fi
+}
+
+say "runs (each from the same starting state; order alternates between pairs):"
+for ((pair = 1; pair <= PAIRS; pair++)); do
+	if ((pair % 2)); then
+		run_phase "$pair" base
+		run_phase "$pair" expiry
+	else
+		run_phase "$pair" expiry
+		run_phase "$pair" base
+	fi
+done
+
+M_BP99=$(median "${B_P99[@]}")
+M_EP99=$(median "${E_P99[@]}")
+M_BTPS=$(median "${B_TPS[@]}")
+M_ETPS=$(median "${E_TPS[@]}")
+R_P99=$(calc "$M_EP99 / $M_BP99")
+MAX_WAIT=$(printf '%s\n' "${E_WAIT[@]}" | sort -g | tail -n 1)
+MAX_LONGEST=$(printf '%s\n' "${E_LONGEST[@]}" | sort -g | tail -n 1)
+if awk "BEGIN { exit !($R_P99 <= $TARGET_P99_RATIO) }"; then V_P99=met; else V_P99="NOT MET"; fi
+V_WAIT="not measured (no longest_batch in subexpire_runs)"
+if [[ $MAX_LONGEST != n/a ]]; then
+	if awk "BEGIN { exit !($MAX_WAIT <= $MAX_LONGEST * 1000) }"; then V_WAIT=met; else V_WAIT="NOT MET"; fi
+fi
+
+say
+say "================================================================================"
+say "RESULTS  $ROWS rows, ${ROWS_OUT[0]} expired by the worker (batch_size $BATCH_SIZE), $PAIRS pairs (medians)"
+say
+say "| workload ($CLIENTS clients, $RATE tx/s offered) | tx/s | p99 latency | runs (p99, ms) | target |"
+say "| --- | ---: | ---: | --- | --- |"
+printf '| no expiry running | %.1f | %.3f ms | %s | |\n' "$M_BTPS" "$M_BP99" "$(printf '%s ' "${B_P99[@]}")"
+printf '| while the worker expires (%s s median) | %.1f | %.3f ms | %s | |\n' "$(median "${E_RUN[@]}")" "$M_ETPS" "$M_EP99" "$(printf '%s ' "${E_P99[@]}")"
+printf '| p99 ratio | | **%.2f** | | <= %s: %s |\n' "$R_P99" "$TARGET_P99_RATIO" "$V_P99"
+printf '| longest application lock wait | | %s ms | longest batch %s s | <= one batch: %s |\n' "$MAX_WAIT" "$MAX_LONGEST" "$V_WAIT"
+say
+say "Machine: $MACHINE. ${PG_VERSION%% on *}, subexpire $EXT_VERSION."
+say "================================================================================"
+say "total time: $SECONDS s"
