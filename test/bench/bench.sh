@@ -517,11 +517,14 @@ say "Settings: $(echo "$SETTINGS" | paste -sd ';' | sed 's/;/; /g'); initdb --lo
 say "================================================================================"
 say "total time: $SECONDS s"
 
-# One line for run.sh's table across sizes.
+# One line for run.sh's table across sizes: rows, due, medians of (a) (b)
+# (w) (p), longest batch, (o) (oc) (a') (c) when the loops ran, nothing due
+# after a run and after VACUUM (ms), pairs, loop rows.
 if [[ -n $SUMMARY ]]; then
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$ROWS" "$DUE_COUNT" "$M_A" "$M_B" "$M_W" "$M_P" "$LONGEST" \
-		"${M_O:-}" "${M_OC:-}" "${M_AM:-}" "${M_C:-}" "$D_MED" "$V_MED" "$PAIRS" >>"$SUMMARY"
+		"${M_O:-}" "${M_OC:-}" "${M_AM:-}" "${M_C:-}" "$D_MED" "$V_MED" "$PAIRS" \
+		"$LOOP_ROWS" >>"$SUMMARY"
 fi
 
 if [[ $PLAN_OK -ne 1 ]]; then

@@ -24,6 +24,8 @@
 -- Due rows sit at random places in the table, as they would in production.
 
 \set ON_ERROR_STOP on
+-- Room for the sort by random() at 10M rows.
+SET work_mem = '1GB';
 
 SELECT setseed(0.4242);
 

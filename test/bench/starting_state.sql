@@ -14,6 +14,7 @@
 -- user writes instead of subexpire, the set-based UPDATE in PL/pgSQL.
 
 \set ON_ERROR_STOP on
+SET maintenance_work_mem = '1GB';
 
 BEGIN;
 DROP TABLE IF EXISTS public.subscriptions;
