@@ -112,3 +112,18 @@ vpath-objdir:
 	@mkdir -p src
 $(OBJS) $(OBJS:.o=.bc): | vpath-objdir
 endif
+
+# make dist: the release archive for PGXN, a zip of HEAD made by git archive
+# (committed files only; .gitattributes leaves out what users of the
+# extension do not need), named after META.json's version.  DIST_VERSION,
+# since PGXS's VERSION is PostgreSQL's.
+DIST_VERSION = $(shell perl -MJSON::PP -0777 -ne 'print decode_json($$_)->{version}' META.json)
+EXTRA_CLEAN += $(EXTENSION)-*.zip
+
+.PHONY: dist
+dist:
+	@git diff --quiet HEAD -- || \
+		echo "make dist: warning: uncommitted changes are not in the archive, made from HEAD" >&2
+	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
+		-o $(EXTENSION)-$(DIST_VERSION).zip HEAD
+
