@@ -172,3 +172,24 @@ lint-cppcheck:
 		exit 1; }
 	$(CPPCHECK) $(CPPCHECK_FLAGS) src
 
+# make indent: pgindent's formatting of every C file, with pg_bsd_indent
+# (Debian package pg-bsd-indent) and typedefs.list; see scripts/pgindent.pl
+# for what it keeps of pgindent.  make typedefs: rewrites typedefs.list
+# from the C files (scripts/find-typedefs.sh); run it after adding a
+# typedef, then make indent.
+PG_BSD_INDENT ?= pg_bsd_indent
+INDENT_FILES = $(wildcard src/*.c src/*.h \
+	test/fuzz/*.c test/fuzz/*.h \
+	test/sanitize/*.c)
+
+.PHONY: indent typedefs
+indent:
+	@command -v $(PG_BSD_INDENT) >/dev/null 2>&1 || { \
+		echo "make indent: $(PG_BSD_INDENT) is not installed (Debian: apt-get install pg-bsd-indent)" >&2; \
+		exit 1; }
+	scripts/pgindent.pl --indent=$(PG_BSD_INDENT) \
+		--typedefs=typedefs.list $(INDENT_FILES)
+
+typedefs:
+	CC='$(CC)' CPPFLAGS='$(CPPFLAGS) -Isrc' \
+		scripts/find-typedefs.sh $(INDENT_FILES) > typedefs.list
