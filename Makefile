@@ -122,6 +122,9 @@ EXTRA_CLEAN += $(EXTENSION)-*.zip
 
 .PHONY: dist
 dist:
+	@git rev-parse --verify -q HEAD >/dev/null 2>&1 || { \
+		echo "make dist: needs a git checkout (the archive is made from HEAD)" >&2; \
+		exit 1; }
 	@git diff --quiet HEAD -- || \
 		echo "make dist: warning: uncommitted changes are not in the archive, made from HEAD" >&2
 	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
