@@ -103,16 +103,6 @@ valgrind-check: all
 	PG_CONFIG='$(PG_CONFIG)' PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
 		REGRESS='$(REGRESS)' scripts/valgrind-check.sh
 
-# Out-of-tree (VPATH) builds, as `pg_buildext build build-%v` does for the
-# Debian package (debian/rules): make the object directory in the build
-# tree before compiling into it.
-ifdef VPATH
-.PHONY: vpath-objdir
-vpath-objdir:
-	@mkdir -p src
-$(OBJS) $(OBJS:.o=.bc): | vpath-objdir
-endif
-
 # make dist: the release archive for PGXN, a zip of HEAD made by git archive
 # (committed files only; .gitattributes leaves out what users of the
 # extension do not need), named after META.json's version.  DIST_VERSION,
