@@ -114,7 +114,7 @@ ls -l "$work"/*.deb | sed 's/^/   /'
 # Lintian warns when it runs as root, so it runs as the test user.
 step "lintian (errors fail, warnings, info and pedantic tags are shown)"
 lintian_status=0
-as_pg_user lintian --info --pedantic --show-overrides --fail-on error "$changes" || lintian_status=$?
+as_pg_user lintian --display-info --pedantic --show-overrides --fail-on error "$changes" || lintian_status=$?
 [ "$lintian_status" -eq 0 ] || fail "lintian found errors"
 
 step "apt-get install $deb"
