@@ -102,3 +102,87 @@ sanitize-check:
 valgrind-check: all
 	PG_CONFIG='$(PG_CONFIG)' PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
 		REGRESS='$(REGRESS)' scripts/valgrind-check.sh
+
+# make dist: the release archive for PGXN, a zip of HEAD made by git archive
+# (committed files only; .gitattributes leaves out what users of the
+# extension do not need), named after META.json's version.  DIST_VERSION,
+# since PGXS's VERSION is PostgreSQL's.
+DIST_VERSION = $(shell perl -MJSON::PP -0777 -ne 'print decode_json($$_)->{version}' META.json)
+EXTRA_CLEAN += $(EXTENSION)-*.zip
+
+.PHONY: dist
+dist:
+	@git rev-parse --verify -q HEAD >/dev/null 2>&1 || { \
+		echo "make dist: needs a git checkout (the archive is made from HEAD)" >&2; \
+		exit 1; }
+	@git diff --quiet HEAD -- || \
+		echo "make dist: warning: uncommitted changes are not in the archive, made from HEAD" >&2
+	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
+		-o $(EXTENSION)-$(DIST_VERSION).zip HEAD
+
+# make lint: cppcheck (lint-cppcheck) and a compile with more warnings, as
+# errors (lint-compile).  CI runs lint-compile.
+.PHONY: lint lint-compile lint-cppcheck
+lint: lint-cppcheck lint-compile
+
+# Every source file compiled with PostgreSQL's own warning options (its
+# CFLAGS, as the build uses them, optimisation included: some warnings
+# need it) plus -Wextra, all as errors, into /dev/null: the build's objects
+# are not touched.  -Wextra less the three that PostgreSQL's code does not
+# follow, as builds of PostgreSQL with -Wextra turn them off: unused
+# parameters (its own headers have them, and every fmgr function, hook and
+# GUC callback has parameters it may not need), comparisons of signed with
+# unsigned values, and struct initialisers that leave members zero.
+LINT_CFLAGS = -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers -Werror
+
+lint-compile:
+	@set -e; for f in $(OBJS:.o=.c); do \
+		echo "lint-compile: $$f"; \
+		$(CC) $(CFLAGS) $(CFLAGS_SL) $(LINT_CFLAGS) $(CPPFLAGS) \
+			-c -o /dev/null $$f; \
+	done
+
+# cppcheck over src/ with PostgreSQL's server headers, in one configuration
+# (gcc on x86_64 Linux, as built here); any finding fails.  Left out, as
+# noise: findings inside PostgreSQL's headers (float.h divides 0.0 by 0.0
+# on purpose), shadowFunction (fmgrprotos.h declares a C function for every
+# SQL function, so a local variable named now or time "shadows" one), and
+# variableScope (pgindent style declares variables at the top of a block,
+# and those used across PG_TRY must be declared outside it).
+CPPCHECK ?= cppcheck
+CPPCHECK_FLAGS = --enable=warning,style,performance,portability --std=c99 \
+	--quiet --error-exitcode=1 --inline-suppr \
+	--template='{file}:{line}: {severity}: {message} [{id}]' \
+	-D__GNUC__=12 -D__x86_64__ -D__linux__ \
+	-Isrc -I$(includedir_server) \
+	--suppress='*:$(includedir_server)/*' \
+	--suppress=shadowFunction --suppress=variableScope
+
+lint-cppcheck:
+	@command -v $(CPPCHECK) >/dev/null 2>&1 || { \
+		echo "make lint: $(CPPCHECK) is not installed (Debian: apt-get install cppcheck)" >&2; \
+		exit 1; }
+	$(CPPCHECK) $(CPPCHECK_FLAGS) src
+
+# make indent: pgindent's formatting of every C file, with pg_bsd_indent
+# (Debian package pg-bsd-indent) and typedefs.list; see scripts/pgindent.pl
+# for what it keeps of pgindent.  make typedefs: rewrites typedefs.list
+# from the C files (scripts/find-typedefs.sh); run it after adding a
+# typedef, then make indent.
+PG_BSD_INDENT ?= pg_bsd_indent
+INDENT_FILES = $(wildcard src/*.c src/*.h \
+	test/fuzz/*.c test/fuzz/*.h \
+	test/sanitize/*.c)
+
+.PHONY: indent typedefs
+indent:
+	@command -v $(PG_BSD_INDENT) >/dev/null 2>&1 || { \
+		echo "make indent: $(PG_BSD_INDENT) is not installed (Debian: apt-get install pg-bsd-indent)" >&2; \
+		exit 1; }
+	scripts/pgindent.pl --indent=$(PG_BSD_INDENT) \
+		--typedefs=typedefs.list $(INDENT_FILES)
+
+typedefs:
+	CC='$(CC)' CPPFLAGS='$(CPPFLAGS) -Isrc' \
+		scripts/find-typedefs.sh $(INDENT_FILES) > typedefs.list

@@ -560,7 +560,7 @@ run_batched(const char *trigger)
 	SubexpireRunResult added;
 	SubexpireRunResult total = {0, 0};
 	TimestampTz finished_at;
-	int64		run_id = 0;
+	int64		run_id;
 	volatile int64 failed_run_id = 0;
 	volatile int64 committed = 0;
 	MemoryContext run_context = CurrentMemoryContext;
@@ -655,7 +655,7 @@ subexpire_run_main(Datum arg)
 	LOCKTAG		tag;
 	char		database[NAMEDATALEN];
 	char		role[NAMEDATALEN];
-	const char *trigger = NULL;
+	const char *volatile trigger = NULL;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
