@@ -13,6 +13,11 @@ PACKAGES="make gcc postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
 # make valgrind-check; make sanitize-check needs only gcc, which brings
 # libasan and libubsan.
 PACKAGES="$PACKAGES valgrind"
+# The benchmark (test/bench/): its async SQLAlchemy ORM job runs on
+# Debian's python3 with these; gentle.sh needs pgbench (postgresql-contrib,
+# which also brings pg_prewarm and auto_explain).
+PACKAGES="$PACKAGES python3 python3-sqlalchemy python3-asyncpg python3-greenlet
+          postgresql-contrib"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
