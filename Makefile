@@ -15,7 +15,9 @@ OBJS = \
 	src/worker.o
 PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 
-DATA = sql/subexpire--1.0.sql
+# The install script of 1.0 and the update scripts: CREATE EXTENSION runs
+# the chain up to default_version; ALTER EXTENSION UPDATE the rest of it.
+DATA = $(wildcard sql/subexpire--*.sql)
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
 REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile

@@ -9,7 +9,7 @@ SELECT subexpire_stats_reset();
 
 -- Nothing yet.
 SELECT runs_total, runs_failed, expired_total, last_run_started_at,
-       last_error, last_run_duration, last_run_expired,
+       last_error, last_run_duration, last_run_expired, last_run_longest_batch,
        stats_reset <= now() AS reset_known
 FROM subexpire_stats;
 
@@ -25,6 +25,10 @@ SELECT runs_total, runs_failed, expired_total, last_run_expired,
 FROM subexpire_stats;
 -- Row 3 expires one second after the cutoff: by now it is due.
 SELECT due_now FROM subexpire_stats;
+-- A manual run's transaction is its caller's: no longest batch, in its
+-- record or in the statistics.
+SELECT "trigger", expired_count, longest_batch FROM subexpire_runs;
+SELECT last_run_longest_batch FROM subexpire_stats;
 
 -- A run made to fail by a trigger: its transaction rolls back, yet the
 -- failure, its time and its message show.

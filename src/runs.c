@@ -45,11 +45,13 @@
 
 /*
  * The schema the extension was created in, where its tables live, or
- * InvalidOid when it is not installed in this database.
- * (get_extension_schema() is not exported before PostgreSQL 16.)
+ * InvalidOid when it is not installed in this database; with version not
+ * NULL, also its pg_extension.extversion, palloc'd (NULL when it is not
+ * installed).  (get_extension_schema() is not exported before PostgreSQL
+ * 16.)
  */
 static Oid
-find_extension_schema(void)
+find_extension(char **version)
 {
 	Relation	rel;
 	ScanKeyData key;
@@ -57,28 +59,62 @@ find_extension_schema(void)
 	HeapTuple	tuple;
 	Oid			schema = InvalidOid;
 
+	if (version != NULL)
+		*version = NULL;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
 				F_NAMEEQ, CStringGetDatum("subexpire"));
 	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
+	{
 		schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+		if (version != NULL)
+		{
+			bool		isnull;
+			Datum		value = heap_getattr(tuple, Anum_pg_extension_extversion,
+											 RelationGetDescr(rel), &isnull);
+
+			*version = isnull ? pstrdup("") : TextDatumGetCString(value);
+		}
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return schema;
 }
 
-bool
-subexpire_extension_installed(void)
+/*
+ * The version of the extension's SQL objects in this database, as a
+ * number that compares as versions do (SUBEXPIRE_SQL_1_1 and so on), or 0
+ * when the extension is not installed here; *version is set to the
+ * version as pg_extension has it (NULL when not installed).
+ *
+ * The library may be newer than the SQL objects: a new library is
+ * installed and the server restarted, but ALTER EXTENSION subexpire UPDATE
+ * has not been run yet in every database.  Whatever depends on SQL
+ * objects that a version added asks this first, once a run, and does
+ * without them on older ones.  A version this library cannot read counts
+ * as the oldest, so that only what every version has is used.
+ */
+int
+subexpire_sql_version(char **version)
 {
-	return OidIsValid(find_extension_schema());
+	int			major;
+	int			minor;
+	char		rest;
+
+	if (!OidIsValid(find_extension(version)))
+		return 0;
+	if (sscanf(*version, "%d.%d%c", &major, &minor, &rest) != 2 ||
+		major < 1 || minor < 0 || minor >= 100)
+		return SUBEXPIRE_SQL_1_0;
+	return major * 100 + minor;
 }
 
 static Oid
 extension_schema(void)
 {
-	Oid			schema = find_extension_schema();
+	Oid			schema = find_extension(NULL);
 
 	if (!OidIsValid(schema))
 		ereport(ERROR,
@@ -202,15 +238,20 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 /*
  * Add to a run's counts and, with a status other than NULL, finish it.
  * The worker calls this in the transaction of each batch, so that the
- * record always agrees with the rows committed.
+ * record always agrees with the rows committed.  longest_batch, in
+ * microseconds, is written to the column of that name when it is 0 or
+ * more; -1 leaves the column alone, and the statement does not name it,
+ * so that this works on SQL objects older than 1.1, which lack it.
  */
 void
 subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
-					 const char *status, const char *error)
+					 const char *status, const char *error,
+					 int64 longest_batch)
 {
-	Oid			types[5] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			types[6] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INTERVALOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	int			nargs = 5;
 	int			rc;
 
 	values[0] = Int64GetDatum(run_id);
@@ -222,13 +263,22 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	if (error == NULL)
 		nulls[4] = 'n';
+	if (longest_batch >= 0)
+	{
+		Interval   *interval = palloc0(sizeof(Interval));
 
-	rc = execute_as_owner("UPDATE %s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
-						  "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
-						  "status = COALESCE($4, status), error = $5, "
-						  "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END "
-						  "WHERE run_id OPERATOR(pg_catalog.=) $1",
-						  5, types, values, nulls);
+		interval->time = longest_batch;
+		values[5] = IntervalPGetDatum(interval);
+		nargs = 6;
+	}
+
+	rc = execute_as_owner(psprintf("UPDATE %%s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
+								   "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
+								   "status = COALESCE($4, status), error = $5, "
+								   "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END%s "
+								   "WHERE run_id OPERATOR(pg_catalog.=) $1",
+								   nargs == 6 ? ", longest_batch = $6" : ""),
+						  nargs, types, values, nulls);
 	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "updating run %lld failed: %s", (long long) run_id,
 			 SPI_result_code_string(rc));

@@ -42,13 +42,15 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "subexpire.h"
 
 #define STATS_FILE	PGSTAT_STAT_PERMANENT_DIRECTORY "/subexpire.stat"
-#define STATS_FILE_MAGIC 0x53584531	/* "SXE1" */
+#define STATS_FILE_MAGIC 0x53584532 /* "SXE2" */
+#define STATS_FILE_MAGIC_1_0 0x53584531 /* "SXE1": library 1.0 */
 
 /* Upper bounds, in seconds, of the run-duration histogram's buckets. */
 static const double duration_bounds[] = {
@@ -71,7 +73,12 @@ typedef struct SubexpireCounters
 	int64		duration_counts[DURATION_BUCKETS];	/* not cumulative */
 	double		duration_sum;	/* seconds */
 	TimestampTz stats_reset;
+	/* Added in 1.1, last, so that a 1.0 stats file is a prefix: */
+	int64		last_run_longest_batch; /* microseconds; -1: none */
 } SubexpireCounters;
+
+/* How much of SubexpireCounters a stats file of library 1.0 holds. */
+#define COUNTERS_SIZE_1_0 offsetof(SubexpireCounters, last_run_longest_batch)
 
 /* How many expiry transactions in progress are remembered at once. */
 #define MAX_RUN_XACTS 64
@@ -148,7 +155,11 @@ stats_shmem_shutdown(int code, Datum arg)
 	(void) durable_rename(STATS_FILE ".tmp", STATS_FILE, LOG);
 }
 
-/* Read the counters back from the stats file, if there is one. */
+/*
+ * Read the counters back from the stats file, if there is one.  A file
+ * that library 1.0 wrote (the server restarted with a newer library) lacks
+ * the counters added since: they start as "none".
+ */
 static void
 load_stats_file(void)
 {
@@ -158,9 +169,13 @@ load_stats_file(void)
 
 	if (file == NULL)
 		return;
+	memset(&counters, 0, sizeof(counters));
+	counters.last_run_longest_batch = -1;
 	if (fread(&magic, sizeof(magic), 1, file) == 1 &&
-		magic == STATS_FILE_MAGIC &&
-		fread(&counters, sizeof(counters), 1, file) == 1)
+		((magic == STATS_FILE_MAGIC &&
+		  fread(&counters, sizeof(counters), 1, file) == 1) ||
+		 (magic == STATS_FILE_MAGIC_1_0 &&
+		  fread(&counters, COUNTERS_SIZE_1_0, 1, file) == 1)))
 		stats->counters = counters;
 	else
 		ereport(LOG,
@@ -185,6 +200,7 @@ stats_shmem_startup(void)
 	{
 		memset(stats->run_xacts, 0, sizeof(stats->run_xacts));
 		memset(&stats->counters, 0, sizeof(SubexpireCounters));
+		stats->counters.last_run_longest_batch = -1;
 		stats->counters.stats_reset = GetCurrentTimestamp();
 		stats->lock = &(GetNamedLWLockTranche("subexpire stats"))->lock;
 	}
@@ -224,6 +240,20 @@ void
 subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 						  int64 expired, const char *error)
 {
+	subexpire_stats_count_worker_run(started_at, finished_at, expired, error,
+									 -1);
+}
+
+/*
+ * Count a run of the worker, which also knows its longest batch, in
+ * microseconds (-1 when none of its transactions expired a row).  A manual
+ * run's transaction is its caller's: it has no such figure.
+ */
+void
+subexpire_stats_count_worker_run(TimestampTz started_at,
+								 TimestampTz finished_at, int64 expired,
+								 const char *error, int64 longest_batch)
+{
 	SubexpireCounters *c;
 	int64		duration = finished_at - started_at;
 	double		seconds = (double) duration / USECS_PER_SEC;
@@ -245,6 +275,7 @@ subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 	/* A failed worker run may have committed batches before it failed. */
 	c->expired_total += expired;
 	c->last_run_expired = expired;
+	c->last_run_longest_batch = longest_batch;
 	if (expired > 0)
 		c->last_expiry_at = started_at;
 	if (error == NULL)
@@ -430,6 +461,16 @@ count_due_now(void)
 	return due;
 }
 
+/* A duration in microseconds as an interval Datum. */
+static Datum
+interval_datum(int64 usecs)
+{
+	Interval   *interval = palloc0(sizeof(Interval));
+
+	interval->time = usecs;
+	return IntervalPGetDatum(interval);
+}
+
 static double
 unix_seconds(TimestampTz t)
 {
@@ -440,21 +481,59 @@ unix_seconds(TimestampTz t)
 
 /* ---- SQL functions ---- */
 
-PG_FUNCTION_INFO_V1(subexpire_stats_internal);
-
-Datum
-subexpire_stats_internal(PG_FUNCTION_ARGS)
+/*
+ * subexpire_stats reads one row from a C function whose columns depend on
+ * the version of the extension's SQL objects, as pg_stat_statements does:
+ * each version's SQL declares its own entry point, and the library keeps
+ * the entry points of every version, so that a new library serves the
+ * view of SQL objects that ALTER EXTENSION subexpire UPDATE has not
+ * brought up to date yet.
+ */
+typedef enum StatsApiVersion
 {
-	SubexpireCounters c = read_counters();
+	STATS_V1_0,
+	STATS_V1_1
+} StatsApiVersion;
+
+#define STATS_COLS_V1_0 15
+#define STATS_COLS_V1_1 16
+#define STATS_COLS 16			/* the most of any version */
+
+static Datum
+stats_internal(FunctionCallInfo fcinfo, StatsApiVersion api_version)
+{
+	SubexpireCounters c;
 	TupleDesc	tupdesc;
-	Datum		values[15];
-	bool		nulls[15];
+	Datum		values[STATS_COLS];
+	bool		nulls[STATS_COLS];
+	int			expected_cols;
 	int			worker_pid;
 	TimestampTz next_run_at;
 	int64		due;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+
+	/*
+	 * The function must have been declared with the columns of the entry
+	 * point it names: an older or hand-made declaration must get an error,
+	 * not a tuple built to another shape.
+	 */
+	expected_cols = (api_version == STATS_V1_0) ? STATS_COLS_V1_0 : STATS_COLS_V1_1;
+	if (tupdesc->natts != expected_cols)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subexpire's SQL objects do not match its library"),
+				 errdetail("Function %s returns %d columns, but the library's entry point %s returns %d.",
+						   get_func_name(fcinfo->flinfo->fn_oid),
+						   tupdesc->natts,
+						   api_version == STATS_V1_0
+						   ? "subexpire_stats_internal"
+						   : "subexpire_stats_internal_1_1",
+						   expected_cols),
+				 errhint("Run ALTER EXTENSION subexpire UPDATE.")));
+
+	c = read_counters();
 	memset(nulls, false, sizeof(nulls));
 	subexpire_worker_status(&worker_pid, &next_run_at);
 	due = count_due_now();
@@ -470,15 +549,8 @@ subexpire_stats_internal(PG_FUNCTION_ARGS)
 	nulls[5] = (c.last_failure_at == 0);
 	values[6] = CStringGetTextDatum(c.last_error);
 	nulls[6] = (c.last_error[0] == '\0');
-	if (c.runs_total > 0)
-	{
-		Interval   *duration = palloc0(sizeof(Interval));
-
-		duration->time = c.last_run_duration;
-		values[7] = IntervalPGetDatum(duration);
-	}
-	else
-		nulls[7] = true;
+	values[7] = interval_datum(c.last_run_duration);
+	nulls[7] = (c.runs_total == 0);
 	values[8] = Float8GetDatum(c.duration_sum);
 	values[9] = Int64GetDatum(c.last_run_expired);
 	nulls[9] = (c.runs_total == 0);
@@ -491,8 +563,31 @@ subexpire_stats_internal(PG_FUNCTION_ARGS)
 	values[13] = Int64GetDatum(due);
 	nulls[13] = (due < 0);
 	values[14] = TimestampTzGetDatum(c.stats_reset);
+	if (api_version >= STATS_V1_1)
+	{
+		values[15] = interval_datum(c.last_run_longest_batch);
+		nulls[15] = (c.runs_total == 0 || c.last_run_longest_batch < 0);
+	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* The entry point of the SQL objects of version 1.0. */
+PG_FUNCTION_INFO_V1(subexpire_stats_internal);
+
+Datum
+subexpire_stats_internal(PG_FUNCTION_ARGS)
+{
+	return stats_internal(fcinfo, STATS_V1_0);
+}
+
+/* Version 1.1 adds last_run_longest_batch. */
+PG_FUNCTION_INFO_V1(subexpire_stats_internal_1_1);
+
+Datum
+subexpire_stats_internal_1_1(PG_FUNCTION_ARGS)
+{
+	return stats_internal(fcinfo, STATS_V1_1);
 }
 
 PG_FUNCTION_INFO_V1(subexpire_stats_reset);
@@ -503,6 +598,7 @@ subexpire_stats_reset(PG_FUNCTION_ARGS)
 	(void) read_counters();		/* errors out when not preloaded */
 	LWLockAcquire(stats->lock, LW_EXCLUSIVE);
 	memset(&stats->counters, 0, sizeof(SubexpireCounters));
+	stats->counters.last_run_longest_batch = -1;
 	stats->counters.stats_reset = GetCurrentTimestamp();
 	LWLockRelease(stats->lock);
 	PG_RETURN_VOID();

@@ -102,10 +102,26 @@ extern int64 subexpire_record_run(const char *trigger, TimestampTz as_of,
 								  const char *error);
 extern void subexpire_update_run(int64 run_id,
 								 const SubexpireRunResult *added,
-								 const char *status, const char *error);
+								 const char *status, const char *error,
+								 int64 longest_batch);
 extern int64 subexpire_fail_interrupted_runs(void);
 extern TimestampTz subexpire_last_scheduled_success(void);
-extern bool subexpire_extension_installed(void);
+
+/*
+ * Versions of the extension's SQL objects (pg_extension.extversion), as
+ * numbers that compare as versions do: major * 100 + minor.  The library
+ * serves the SQL objects of every version from 1.0 to SUBEXPIRE_SQL_VERSION,
+ * its own (subexpire.control's default_version), so that it keeps working
+ * between the installation of a new library and ALTER EXTENSION subexpire
+ * UPDATE.
+ */
+#define SUBEXPIRE_SQL_1_0 100
+#define SUBEXPIRE_SQL_1_1 101	/* subexpire_runs.longest_batch,
+								 * subexpire_stats.last_run_longest_batch */
+#define SUBEXPIRE_SQL_VERSION SUBEXPIRE_SQL_1_1
+#define SUBEXPIRE_SQL_VERSION_NAME "1.1"
+
+extern int	subexpire_sql_version(char **version);
 
 extern void subexpire_announce_run(const char *trigger, int64 run_id,
 								   TimestampTz as_of, TimestampTz started_at,
@@ -122,6 +138,10 @@ extern void subexpire_stats_init(void);
 extern void subexpire_stats_count_run(TimestampTz started_at,
 									  TimestampTz finished_at,
 									  int64 expired, const char *error);
+extern void subexpire_stats_count_worker_run(TimestampTz started_at,
+											 TimestampTz finished_at,
+											 int64 expired, const char *error,
+											 int64 longest_batch);
 extern void subexpire_stats_run_succeeded_in_xact(TimestampTz started_at,
 												  TimestampTz finished_at,
 												  int64 expired);

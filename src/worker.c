@@ -550,9 +550,14 @@ end_step(void)
 /*
  * The batched run: one transaction for the record, one per batch, and a
  * last one that comes back for locked rows and closes the record.
+ *
+ * It times each transaction that expires rows, from its start to its
+ * commit, and records the longest in subexpire_runs.longest_batch (when
+ * record_longest says that the SQL objects have the column) and in the
+ * statistics: how long the run held rows locked at most.
  */
 static void
-run_batched(const char *trigger)
+run_batched(const char *trigger, bool record_longest)
 {
 	TimestampTz as_of = GetCurrentTimestamp();
 	SubexpireTarget *target;
@@ -563,6 +568,8 @@ run_batched(const char *trigger)
 	int64		run_id;
 	volatile int64 failed_run_id = 0;
 	volatile int64 committed = 0;
+	volatile int64 longest = -1;	/* microseconds; -1: no batch expired rows */
+	TimestampTz step_started_at;
 	MemoryContext run_context = CurrentMemoryContext;
 	SubexpireBatchPosition *position = subexpire_batch_position_create(run_context);
 
@@ -580,6 +587,7 @@ run_batched(const char *trigger)
 		for (;;)
 		{
 			CHECK_FOR_INTERRUPTS();
+			step_started_at = GetCurrentTimestamp();
 			begin_step("subexpire: expiring a batch");
 			target = subexpire_resolve_target(true);
 			subexpire_register_run_xact();
@@ -587,20 +595,36 @@ run_batched(const char *trigger)
 														 subexpire_batch_size,
 														 position);
 			added.skipped_locked = 0;
+			/* The record gets the longest of the batches committed so far. */
 			if (added.expired_count > 0)
-				subexpire_update_run(run_id, &added, NULL, NULL);
+				subexpire_update_run(run_id, &added, NULL, NULL,
+									 record_longest ? longest : -1);
 			end_step();
+			if (added.expired_count > 0)
+				longest = Max(longest,
+							  GetCurrentTimestamp() - step_started_at);
 			total.expired_count += added.expired_count;
 			committed = total.expired_count;
 			if (added.expired_count < subexpire_batch_size)
 				break;
 		}
 
+		step_started_at = GetCurrentTimestamp();
 		begin_step("subexpire: finishing the run");
 		target = subexpire_resolve_target(true);
 		subexpire_register_run_xact();
 		added = subexpire_expire_due(target, as_of, as_of);
-		subexpire_update_run(run_id, &added, "succeeded", NULL);
+
+		/*
+		 * This transaction writes its own duration, so it can only count it
+		 * up to here: what follows (retention, the log line, the commit) is
+		 * left out.  Good enough: it is short, and the record and the
+		 * statistics say the same.
+		 */
+		if (added.expired_count > 0)
+			longest = Max(longest, GetCurrentTimestamp() - step_started_at);
+		subexpire_update_run(run_id, &added, "succeeded", NULL,
+							 record_longest ? longest : -1);
 		total.expired_count += added.expired_count;
 		total.skipped_locked = added.skipped_locked;
 		subexpire_prune_runs();
@@ -608,7 +632,8 @@ run_batched(const char *trigger)
 		subexpire_announce_run(trigger, run_id, as_of, as_of, finished_at,
 							   &total);
 		end_step();
-		subexpire_stats_count_run(as_of, finished_at, total.expired_count, NULL);
+		subexpire_stats_count_worker_run(as_of, finished_at,
+										 total.expired_count, NULL, longest);
 		set_outcome(OUTCOME_DONE, NULL);
 	}
 	PG_CATCH();
@@ -638,11 +663,12 @@ run_batched(const char *trigger)
 		else
 		{
 			begin_step("subexpire: recording a failed run");
-			subexpire_update_run(failed_run_id, &none, "failed", edata->message);
+			subexpire_update_run(failed_run_id, &none, "failed", edata->message,
+								 record_longest ? longest : -1);
 			end_step();
 		}
-		subexpire_stats_count_run(as_of, GetCurrentTimestamp(), committed,
-								  edata->message);
+		subexpire_stats_count_worker_run(as_of, GetCurrentTimestamp(),
+										 committed, edata->message, longest);
 		set_outcome(OUTCOME_FAILED, edata->message);
 	}
 	PG_END_TRY();
@@ -653,6 +679,8 @@ subexpire_run_main(Datum arg)
 {
 	RunMode		mode = (RunMode) DatumGetInt32(arg);
 	LOCKTAG		tag;
+	int			sql_version;
+	char	   *extversion;
 	char		database[NAMEDATALEN];
 	char		role[NAMEDATALEN];
 	const char *volatile trigger = NULL;
@@ -690,7 +718,8 @@ subexpire_run_main(Datum arg)
 
 	/* Is the extension there, and are there runs a crash interrupted? */
 	begin_step("subexpire: checking");
-	if (!subexpire_extension_installed())
+	sql_version = subexpire_sql_version(&extversion);
+	if (sql_version == 0)
 	{
 		end_step();
 		set_outcome(OUTCOME_NOT_READY,
@@ -698,6 +727,19 @@ subexpire_run_main(Datum arg)
 							 database));
 		proc_exit(0);
 	}
+
+	/*
+	 * A library newer than the SQL objects (installed, but ALTER EXTENSION
+	 * UPDATE not run yet): the runs go on with what the old objects have.
+	 * Said once a run, at its start.
+	 */
+	if (sql_version < SUBEXPIRE_SQL_VERSION)
+		ereport(LOG,
+				(errmsg("subexpire: the extension in database \"%s\" is version %s, older than the library (%s)",
+						database, extversion, SUBEXPIRE_SQL_VERSION_NAME),
+				 errdetail("Runs work, but without what the newer version adds, such as subexpire_runs.longest_batch."),
+				 errhint("Run ALTER EXTENSION subexpire UPDATE.")));
+
 	if (subexpire_fail_interrupted_runs() > 0)
 		ereport(LOG,
 				(errmsg("subexpire: marked as failed a run that a crash or shutdown interrupted"),
@@ -747,7 +789,7 @@ subexpire_run_main(Datum arg)
 		if (!ready)
 			proc_exit(0);
 
-		run_batched(trigger);
+		run_batched(trigger, sql_version >= SUBEXPIRE_SQL_1_1);
 	}
 	else
 		set_outcome(OUTCOME_DONE, NULL);

@@ -52,8 +52,10 @@ $new->start;
 command_ok([ 'pg_restore', '--create', '-d', $new->connstr('postgres'), $dump ],
     'pg_restore into a fresh cluster');
 
+my ($default_version) =
+  slurp_file("$FindBin::Bin/../../subexpire.control") =~ /^default_version\s*=\s*'([^']+)'/m;
 is($new->safe_psql('shop', "SELECT extversion FROM pg_extension WHERE extname = 'subexpire'"),
-    '1.0', 'the extension is back');
+    $default_version, 'the extension is back');
 is($new->safe_psql('shop', $history_query), $history, 'the run history is back');
 is($new->safe_psql('postgres', $settings_query), $settings, 'the database-level settings are back');
 is($new->safe_psql('shop', 'SHOW subexpire.grace_period'), '2h', 'and in force');
