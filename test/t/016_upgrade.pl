@@ -15,7 +15,8 @@
 # update is still there, a pg_dump of the updated database restores, the
 # worker records what the new version adds, and the user's grants and
 # views on the extension's objects are kept or, where they cannot be, the
-# update says what to grant.  There is no way back, and an update on the
+# update says what to grant.  Dumps taken before and after the update
+# restore into the current version.  There is no way back, and an update on the
 # current version does nothing.  Last, the library's side: an entry point
 # of subexpire_stats declared with columns other than its own is an error
 # that says what to do, and the statistics file that library 1.0 wrote at
@@ -393,6 +394,21 @@ for my $v (@old)
         "$v: once a run, not once a batch (" . scalar(keys %per_pid) . ' runs)');
     unlike($log, qr/ERROR|FATAL|PANIC|TRAP/, "$v: and nothing failed");
 
+    # A dump taken before the update restores into the current version
+    # (pg_dump does not record the version; CREATE EXTENSION makes the
+    # current one, and the history's COPY names its columns).
+    my $old_dump = $node->basedir . "/$db-$v.dump";
+    $node->command_ok([ 'pg_dump', '-Fc', '-f', $old_dump, '-d', $node->connstr($db) ],
+        "$v: pg_dump before the update");
+    $node->safe_psql('postgres', "CREATE DATABASE restored_old_$db");
+    $node->command_ok(
+        [ 'pg_restore', '-d', $node->connstr("restored_old_$db"), $old_dump ],
+        "$v: pg_restore of it into a new database");
+    is( $node->safe_psql("restored_old_$db", $history_sql),
+        $node->safe_psql($db, $history_sql), "$v: brings back the history");
+    same_text(describe("restored_old_$db"), $fresh,
+        "$v: into an extension that is a fresh install of $default_version");
+
     # What users add to the extension's objects, which the update must keep,
     # or say what to do about.
     $node->safe_psql($db, qq{
@@ -408,6 +424,29 @@ for my $v (@old)
     }
     is( $node->safe_psql($db, "SET ROLE $watcher; SELECT count(*) FROM subexpire_stats"),
         '1', "$v: a role granted it reads subexpire_stats");
+
+    # Restored into the current version, a dump of them brings back the
+    # grants on the view and the table, and the view; a grant on the old
+    # function under the view has nothing to apply to, and says so.
+    if ($old_internal)
+    {
+        my $grants_dump = $node->basedir . "/$db-$v-grants.dump";
+        $node->command_ok([ 'pg_dump', '-Fc', '-f', $grants_dump, '-d', $node->connstr($db) ],
+            "$v: pg_dump with the user's grants");
+        $node->safe_psql('postgres', "CREATE DATABASE restored_grants_$db");
+        my ($out, $err);
+        IPC::Run::run [ 'pg_restore', '-d', $node->connstr("restored_grants_$db"), $grants_dump ],
+          '>', \$out, '2>', \$err;
+        like($err,
+            qr/ERROR:  function (?:\w+\.)?subexpire_stats_internal\(\) does not exist\nCommand was: GRANT [^\n]* ON FUNCTION [^\n]*subexpire_stats_internal\([^\n]* TO $watcher;\n\s*pg_restore: warning: errors ignored on restore: 1\n\z/,
+            "$v: restored, the grant on subexpire_stats_internal() is the one error");
+        is( $node->safe_psql("restored_grants_$db", qq{
+                SELECT has_table_privilege('$watcher', 'subexpire_stats', 'SELECT')
+                   AND has_table_privilege('$watcher', 'subexpire_runs', 'SELECT')
+                   AND to_regclass('my_stats') IS NOT NULL}),
+            't', "$v: the other grants and the user's view are restored");
+        $node->safe_psql('postgres', "DROP DATABASE restored_grants_$db");
+    }
 
     my $history = $node->safe_psql($db, $history_sql);
     my $next_id = $node->safe_psql($db,
