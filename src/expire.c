@@ -403,10 +403,11 @@ heap_tables(SubexpireTarget *target)
 	List	   *tables = NIL;
 	bool		rows_move = false;
 	char	   *status_name = get_attname(target->relid, target->status_attnum, false);
-	char	   *updated_name = target->updated_column ?
-		get_attname(target->relid, target->updated_attnum, false) : NULL;
+	char	   *updated_name = NULL;
 	ListCell   *lc;
 
+	if (target->updated_column)
+		updated_name = get_attname(target->relid, target->updated_attnum, false);
 	foreach(lc, all)
 	{
 		Oid			relid = lfirst_oid(lc);
@@ -613,6 +614,7 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   subexpire_lock_wait);
+
 	/*
 	 * After a deadlock, the other transaction waits for rows this run has
 	 * just taken again; waiting for its rows would close the cycle again.

@@ -165,9 +165,9 @@ execute_as_owner(const char *sql_template, int nargs, Oid *types,
 											  RUNS_TABLE));
 
 	/*
-	 * As the owner, with a search_path that the caller cannot have
-	 * prepared: the statements name everything they use, and this makes
-	 * sure that nothing else could be picked up.
+	 * As the owner, with a search_path that the caller cannot have prepared:
+	 * the statements name everything they use, and this makes sure that
+	 * nothing else could be picked up.
 	 */
 	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
 	SetUserIdAndSecContext(relation_owner(runs_relid),

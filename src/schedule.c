@@ -425,8 +425,8 @@ wall_clock_instant(Timestamp local, pg_tz *tz)
 		return with_after;
 
 	/*
-	 * Skipped: the jump lies between the two readings.  Find its instant,
-	 * to the second, by bisection: the offset there is offset_after.
+	 * Skipped: the jump lies between the two readings.  Find its instant, to
+	 * the second, by bisection: the offset there is offset_after.
 	 */
 	low = Min(with_before, with_after);
 	high = Max(with_before, with_after);
@@ -488,9 +488,9 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 		TimestampTz next;
 
 		/*
-		 * How far "after" is into its step since 1970, from the remainders
-		 * of each: "after - unix_epoch" overflows in the last 30 years of
-		 * the range.
+		 * How far "after" is into its step since 1970, from the remainders of
+		 * each: "after - unix_epoch" overflows in the last 30 years of the
+		 * range.
 		 */
 		into_step = (after % step - unix_epoch % step) % step;
 		if (into_step < 0)
@@ -516,9 +516,8 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 		/*
 		 * From the second last day of the range on, it never fires: finding
 		 * the instant of a time there reads the zone a day later, past the
-		 * end.  (The first days searched may be before the range's first
-		 * day: in a zone west of UTC, their times can still be after
-		 * "after".)
+		 * end.  (The first days searched may be before the range's first day:
+		 * in a zone west of UTC, their times can still be after "after".)
 		 */
 		if (julian_day >= TIMESTAMP_END_JULIAN - 2)
 			return DT_NOEND;

@@ -22,7 +22,8 @@ typedef struct SubexpireSchedule
 	uint32		days_of_month;	/* bit d: day d (1-31) */
 	uint16		months;			/* bit m: month m (1-12) */
 	uint8		days_of_week;	/* bit d: weekday d (0-6, Sunday 0) */
-	bool		day_of_month_restricted;	/* its field did not start with '*' */
+	bool		day_of_month_restricted;	/* its field did not start with
+											 * '*' */
 	bool		day_of_week_restricted;
 } SubexpireSchedule;
 

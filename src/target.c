@@ -328,22 +328,22 @@ subexpire_resolve_target(bool for_update)
 								   get_rel_name(target->relid));
 
 	target->status_attnum = status_attnum = lookup_column(target, "subexpire.status_column",
-								  subexpire_status_column, is_status_type,
-								  STATUS_TYPES, &target->status_type,
-								  &base_type, &target->status_column);
+														  subexpire_status_column, is_status_type,
+														  STATUS_TYPES, &target->status_type,
+														  &base_type, &target->status_column);
 	target->expires_attnum = expires_attnum = lookup_column(target, "subexpire.expires_column",
-								   subexpire_expires_column,
-								   is_timestamp_type, TIMESTAMP_TYPES,
-								   &type, &target->expires_type,
-								   &target->expires_column);
+															subexpire_expires_column,
+															is_timestamp_type, TIMESTAMP_TYPES,
+															&type, &target->expires_type,
+															&target->expires_column);
 
 	if (subexpire_updated_column[0] != '\0')
 	{
 		target->updated_attnum = updated_attnum = lookup_column(target, "subexpire.updated_column",
-									   subexpire_updated_column,
-									   is_timestamp_type, TIMESTAMP_TYPES,
-									   &type, &target->updated_type,
-									   &target->updated_column);
+																subexpire_updated_column,
+																is_timestamp_type, TIMESTAMP_TYPES,
+																&type, &target->updated_type,
+																&target->updated_column);
 		if (updated_attnum == status_attnum || updated_attnum == expires_attnum)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -76,7 +76,8 @@
 typedef enum RunMode
 {
 	RUN_SCHEDULED,				/* run now, as 'schedule' */
-	RUN_STARTUP					/* recover, then run as 'catch-up' if one is due */
+	RUN_STARTUP					/* recover, then run as 'catch-up' if one is
+								 * due */
 } RunMode;
 
 /* How a run worker's attempt ended, as the scheduler needs to know. */
@@ -480,11 +481,11 @@ subexpire_scheduler_main(Datum arg)
 		}
 
 		/*
-		 * Sleep until then, and not a second less: only a reload, a
-		 * shutdown or the postmaster's death wakes us earlier.  A wait is
-		 * at most a day (WaitLatch's timeout must fit an int, and a day is
-		 * short enough to notice a system clock that was set), after which
-		 * the loop finds the time not yet come and sleeps again.
+		 * Sleep until then, and not a second less: only a reload, a shutdown
+		 * or the postmaster's death wakes us earlier.  A wait is at most a
+		 * day (WaitLatch's timeout must fit an int, and a day is short enough
+		 * to notice a system clock that was set), after which the loop finds
+		 * the time not yet come and sleeps again.
 		 */
 		if (TIMESTAMP_NOT_FINITE(wake_at))
 			timeout_ms = -1;
@@ -701,9 +702,9 @@ subexpire_run_main(Datum arg)
 	DefaultXactReadOnly = false;
 
 	/*
-	 * One worker run at a time.  A run worker can outlive its scheduler
-	 * (when the scheduler is terminated while a run waits for a lock); the
-	 * next scheduler's run must neither overlap it nor mark its record as
+	 * One worker run at a time.  A run worker can outlive its scheduler (when
+	 * the scheduler is terminated while a run waits for a lock); the next
+	 * scheduler's run must neither overlap it nor mark its record as
 	 * interrupted.  The lock goes with the process.
 	 */
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, RUN_LOCK_KEY, 0, 2);

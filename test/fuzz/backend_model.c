@@ -53,7 +53,7 @@
 
 /* ---------------------------------------------------------------- memory */
 
-#define CHUNK_MAGIC UINT64CONST(0x5355424558504952)	/* "SUBEXPIR" */
+#define CHUNK_MAGIC UINT64CONST(0x5355424558504952) /* "SUBEXPIR" */
 
 typedef struct Chunk
 {
@@ -179,7 +179,7 @@ model_days_from_civil(int64 year, int month, int day)
 	int64		month_from_march = (month + 9) % 12;
 	int64		day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
 	int64		day_of_era = year_of_era * 365 + year_of_era / 4 -
-		year_of_era / 100 + day_of_year;
+	year_of_era / 100 + day_of_year;
 
 	return era * 146097 + day_of_era - 719468;
 }
@@ -194,7 +194,7 @@ model_civil_from_days(int64 days, int64 *year, int *month, int *day)
 	int64		year_of_era = (day_of_era - day_of_era / 1460 +
 							   day_of_era / 36524 - day_of_era / 146096) / 365;
 	int64		day_of_year = day_of_era -
-		(365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+	(365 * year_of_era + year_of_era / 4 - year_of_era / 100);
 	int64		month_from_march = (5 * day_of_year + 2) / 153;
 
 	*day = (int) (day_of_year - (153 * month_from_march + 2) / 5 + 1);
@@ -237,7 +237,8 @@ j2day(int jd)
 typedef enum ZoneKind
 {
 	ZONE_FIXED,					/* always std_offset */
-	ZONE_YEARLY,				/* dst_offset from a date to a date, every year */
+	ZONE_YEARLY,				/* dst_offset from a date to a date, every
+								 * year */
 	ZONE_ONE_OFF				/* std_offset, then the changes in "changes" */
 } ZoneKind;
 
@@ -274,7 +275,8 @@ struct pg_tz
 
 /* A whole day forward (-10:00 to +14:00), then, in 2031, a day back. */
 static const OneOffChange dateline_changes[] = {
-	{{2011, 12, 30, 10 * H}, 14 * H},	/* local 2011-12-30 00:00 is 12-31 00:00 */
+	{{2011, 12, 30, 10 * H}, 14 * H},	/* local 2011-12-30 00:00 is 12-31
+										 * 00:00 */
 	{{2031, 6, 1, 0}, -10 * H}, /* local 2031-06-01 14:00 is 05-31 14:00 */
 };
 

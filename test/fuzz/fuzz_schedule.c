@@ -100,7 +100,7 @@ format_time(TimestampTz t, char *buf, size_t len)
 }
 
 static void
-fail(const char *fmt,...) pg_attribute_printf(1, 2);
+			fail(const char *fmt,...) pg_attribute_printf(1, 2);
 
 static void
 fail(const char *fmt,...)
@@ -300,9 +300,11 @@ check_parser_variants(const char *text, bool ok, const SubexpireSchedule *s)
 
 	for (size_t i = 0; i <= len; i++)
 		variant[i] = (text[i] >= 'a' && text[i] <= 'z') ? text[i] - 32 : text[i];
+
 	check_variant(variant, "in upper case", ok, s);
 	for (size_t i = 0; i <= len; i++)
 		variant[i] = (text[i] >= 'A' && text[i] <= 'Z') ? text[i] + 32 : text[i];
+
 	check_variant(variant, "in lower case", ok, s);
 	snprintf(variant, len + 5, " \t%s\t ", text);
 	check_variant(variant, "between blanks", ok, s);
@@ -348,7 +350,7 @@ static const char *const ref_macros[][2] = {
 static bool
 ref_is_word(const char *text, const char *word)
 {
-	for (; *word; text++, word++)
+	for (; *word; text ++, word++)
 		if (tolower((unsigned char) *text) != *word)
 			return false;
 	return *text == '\0';
@@ -455,7 +457,8 @@ ref_parse(const char *text, SubexpireSchedule *out)
 
 	memset(out, 0, sizeof(*out));
 	while (isspace((unsigned char) *text))
-		text++;
+		text	  ++;
+
 	len = strlen(text);
 	while (len > 0 && isspace((unsigned char) text[len - 1]))
 		len--;
@@ -654,7 +657,7 @@ oracle_cron_next(const SubexpireSchedule *s, const pg_tz *tz,
 			for (int minute = 0; minute < 60; minute++)
 			{
 				int64		wall = days * USECS_PER_DAY +
-					(hour * 60 + minute) * USECS_PER_MINUTE;
+				(hour * 60 + minute) * USECS_PER_MINUTE;
 				TimestampTz t;
 
 				if (!bit_set(s->minutes, minute) || wall <= wall_after)
