@@ -55,6 +55,45 @@ SET subexpire.target_table = 'public.subs_parent';
 SELECT * FROM expire_subscriptions('2026-06-15 00:00+00');
 SELECT tableoid::regclass AS tab, status FROM public.subs_parent ORDER BY 1, 2;
 
+-- Partitioned by expiry: the partitions whose range lies after the cutoff
+-- are pruned, not read; the others are read through their indexes, or
+-- sequentially when all their rows are due (the planner's choice).
+CREATE TABLE public.subs_by_expiry (
+    id         bigint NOT NULL,
+    status     text NOT NULL,
+    expires_at timestamptz,
+    updated_at timestamptz
+) PARTITION BY RANGE (expires_at);
+CREATE TABLE public.subs_by_expiry_2025 PARTITION OF public.subs_by_expiry
+    FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE public.subs_by_expiry_2026 PARTITION OF public.subs_by_expiry
+    FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE public.subs_by_expiry_2027 PARTITION OF public.subs_by_expiry
+    FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+CREATE INDEX ON public.subs_by_expiry (status, expires_at);
+INSERT INTO public.subs_by_expiry
+SELECT n, 'active', '2025-01-01 00:00+00'::timestamptz + n * interval '1 hour', NULL
+FROM generate_series(0, 3 * 8760 - 1) AS n;
+ANALYZE public.subs_by_expiry;
+SET subexpire.target_table = 'public.subs_by_expiry';
+CREATE FUNCTION partition_scans(OUT relname name, OUT seq bigint, OUT idx bigint)
+RETURNS SETOF record LANGUAGE sql AS $$
+    SELECT relname, seq_scan, coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables
+    WHERE relname LIKE 'subs_by_expiry_%'
+$$;
+BEGIN;
+CREATE TEMP TABLE scans_before AS SELECT * FROM partition_scans();
+SELECT * FROM expire_subscriptions('2026-03-01 00:00+00');
+SELECT relname AS partition, coalesce(p.seq, 0) - coalesce(b.seq, 0) AS seq_scans,
+       coalesce(p.idx, 0) - coalesce(b.idx, 0) > 0 AS read_through_its_index
+FROM (SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+      WHERE i.inhparent = 'public.subs_by_expiry'::regclass) AS parts
+     LEFT JOIN partition_scans() AS p USING (relname)
+     LEFT JOIN scans_before AS b USING (relname)
+ORDER BY 1;
+ROLLBACK;
+
 RESET subexpire.target_table;
-DROP TABLE public.subs_by_plan, public.subs_parent CASCADE;
+DROP FUNCTION partition_scans();
+DROP TABLE public.subs_by_plan, public.subs_parent, public.subs_by_expiry CASCADE;
 TRUNCATE subexpire_runs RESTART IDENTITY;
