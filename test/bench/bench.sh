@@ -121,7 +121,6 @@ fi
 . "$HERE/lib.sh"
 bench_start_cluster
 
-
 SERVER_SETTINGS=$(psqlpg -At -F ' = ' -c "SELECT name, current_setting(name) FROM pg_settings
 	WHERE name IN ('shared_buffers', 'max_wal_size', 'checkpoint_timeout',
 	               'synchronous_commit', 'fsync', 'full_page_writes', 'wal_level',
