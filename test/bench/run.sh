@@ -17,7 +17,7 @@
 # Options: --sizes "N ..." (100000 1000000 10000000), --dues "F ..."
 # (0.1 0.2), --pairs K (3), --loops-at N (1000000), --gentle-rows N
 # (5000000), --gentle-due M (1000000), --no-idle, --no-gentle, --out DIR.
-# Takes about 90 minutes with the defaults on a 2-CPU machine.
+# Takes about 65 minutes with the defaults on a 2-CPU machine.
 
 set -euo pipefail
 
