@@ -76,16 +76,20 @@ foreach my $file (@ARGV)
 	my ($fh, $tmp) = tempfile('pgindentXXXXXX', TMPDIR => 1, UNLINK => 1);
 	print $fh $text;
 	close($fh);
-	my $errors = `'$indent' @indent_options -U'$typedefs_tmp' '$tmp' 2>&1`;
+	# With an output file named, indent writes no backup file (with the
+	# input alone, it would leave NAME.BAK in the current directory).
+	my $indented = "$tmp.out";
+	my $errors = `'$indent' @indent_options -U'$typedefs_tmp' '$tmp' '$indented' 2>&1`;
 	if ($? != 0 || $errors ne '')
 	{
+		unlink($indented);
 		print STDERR "pgindent.pl: $indent failed on $file:\n$errors";
 		exit 1;
 	}
-	unlink("$tmp.BAK");
-	open(my $out, '<', $tmp) or die "pgindent.pl: cannot read $tmp: $!\n";
+	open(my $out, '<', $indented) or die "pgindent.pl: cannot read $indented: $!\n";
 	$text = do { local $/; <$out> };
 	close($out);
+	unlink($indented);
 
 	# After: undo the mark; a tab between two comments run together; a
 	# single space before the "*" of a return type on a line of its own.
