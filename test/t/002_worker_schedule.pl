@@ -75,16 +75,6 @@ sub batch_expired_query
           AND status = 'expired'};
 }
 
-# Change settings with a reload, and wait until a new session sees them
-# (the postmaster has read the file and signalled the worker by then).
-sub reload_with
-{
-    my ($name, $value) = @_;
-    $node->append_conf('postgresql.conf', "$name = '$value'\n");
-    $node->reload;
-    $node->poll_query_until('postgres', "SHOW $name", $value)
-      or die "$name did not become $value";
-}
 
 # ---- the scheduler is there, connected to no database, and idle ----
 
@@ -143,7 +133,7 @@ $node->safe_psql($db, q{
 });
 add_due(1, 25);
 
-reload_with('subexpire.database', $db);
+reload_with($node, 'subexpire.database', $db);
 
 ok($node->poll_query_until($db, batch_expired_query(1, 25)),
     'the worker expired the due rows of a database created after start');
@@ -169,7 +159,7 @@ ok( $node->poll_query_until($db, q{
 # ---- subexpire.enabled = off stops the runs; on starts them again ----
 
 my $scheduler = scheduler_pid();
-reload_with('subexpire.enabled', 'off');
+reload_with($node, 'subexpire.enabled', 'off');
 my $t_off = server_now();
 # A run that had already started when the reload arrived may finish; the
 # rows of batch 2 come after it.
@@ -183,7 +173,7 @@ is(batch_count(2, 'active'), '5', 'the rows that became due meanwhile are still 
 is(scheduler_pid(), $scheduler, 'the scheduler is still there, the same process');
 
 my $t_on = server_now();
-reload_with('subexpire.enabled', 'on');
+reload_with($node, 'subexpire.enabled', 'on');
 ok($node->poll_query_until($db, batch_expired_query(2, 5)),
     'turned back on, the worker expires them');
 is( $node->safe_psql($db, qq{
@@ -205,7 +195,7 @@ is( $node->safe_psql($db,
 my $month = $node->safe_psql('postgres',
     "SELECT extract(month FROM now() + interval '6 months')::int");
 my $far = "0 0 1 $month *";
-reload_with('subexpire.schedule', $far);
+reload_with($node, 'subexpire.schedule', $far);
 my $t_far = server_now();
 wait_until_past($t_far, 1);
 add_due(3, 3);
@@ -216,7 +206,7 @@ is( $node->safe_psql($db,
 is(batch_count(3, 'active'), '3', 'the rows that became due meanwhile are still active');
 
 my $t_back = server_now();
-reload_with('subexpire.schedule', '2 seconds');
+reload_with($node, 'subexpire.schedule', '2 seconds');
 ok($node->poll_query_until($db, batch_expired_query(3, 3)),
     "back to '2 seconds', the worker expires them");
 is( $node->safe_psql($db, qq{
@@ -230,7 +220,7 @@ $node->safe_psql($db, q{
     CREATE ROLE expirer LOGIN;
     GRANT SELECT, UPDATE ON subscriptions TO expirer;
 });
-reload_with('subexpire.role', 'expirer');
+reload_with($node, 'subexpire.role', 'expirer');
 my $t_role = server_now();
 wait_until_past($t_role, 1);
 add_due(4, 7);

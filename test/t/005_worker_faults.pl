@@ -71,15 +71,6 @@ sub wait_until_past
     return;
 }
 
-sub reload_with
-{
-    my ($name, $value) = @_;
-    $node->append_conf('postgresql.conf', "$name = '$value'\n");
-    $node->reload;
-    $node->poll_query_until('postgres', "SHOW $name", $value)
-      or die "$name did not become $value";
-    return;
-}
 
 # How often $re matches the server log from $offset on.
 sub log_count
@@ -136,7 +127,7 @@ add_due('noext', 9, 4);
 $node->safe_psql('postgres', 'CREATE DATABASE notable');
 $node->safe_psql('notable', 'CREATE EXTENSION subexpire');
 
-reload_with('subexpire.enabled', 'on');
+reload_with($node, 'subexpire.enabled', 'on');
 ok($node->poll_query_until('postgres', batch_expired_query(1, 3)),
     'the worker runs in the database "postgres"');
 my $scheduler = scheduler_pid();
@@ -146,7 +137,7 @@ my $started = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 
 my $offset = -s $node->logfile;
 my $warning = 'role "no_such_role" named by subexpire.role does not exist';
-reload_with('subexpire.role', 'no_such_role');
+reload_with($node, 'subexpire.role', 'no_such_role');
 wait_for_warning('missing role', $warning, $offset);
 add_due('postgres', 2, 4);
 check_fault_holds('missing role', $warning, $offset,
@@ -170,13 +161,13 @@ is( $node->safe_psql('postgres', q{
     'schedule/succeeded', 'missing role: in a scheduled run that succeeded');
 ok($node->log_contains(qr/LOG:  subexpire: runs can start again/, $offset),
     'missing role: the log says runs can start again');
-reload_with('subexpire.role', '');
+reload_with($node, 'subexpire.role', '');
 
 # ---- a missing database ----
 
 $offset = -s $node->logfile;
 $warning = 'database "not_yet" named by subexpire.database does not exist';
-reload_with('subexpire.database', 'not_yet');
+reload_with($node, 'subexpire.database', 'not_yet');
 wait_for_warning('missing database', $warning, $offset);
 check_fault_holds('missing database', $warning, $offset,
     sub {
@@ -195,7 +186,7 @@ is( $node->safe_psql('not_yet', q{
 
 $offset = -s $node->logfile;
 $warning = 'extension subexpire is not installed in database "noext"';
-reload_with('subexpire.database', 'noext');
+reload_with($node, 'subexpire.database', 'noext');
 wait_for_warning('missing extension', $warning, $offset);
 check_fault_holds('missing extension', $warning, $offset,
     sub { active_in_batch('noext', 9) });
@@ -212,7 +203,7 @@ is( $node->safe_psql('noext', q{
 
 $offset = -s $node->logfile;
 $warning = 'table public.subscriptions named by subexpire.target_table does not exist';
-reload_with('subexpire.database', 'notable');
+reload_with($node, 'subexpire.database', 'notable');
 wait_for_warning('missing table', $warning, $offset);
 check_fault_holds('missing table', $warning, $offset,
     sub { $node->safe_psql('notable', 'SELECT count(*) FROM subexpire_runs') });
@@ -235,7 +226,7 @@ is( $node->safe_psql('notable', q{
 
 # ---- a run that fails ----
 
-reload_with('subexpire.database', 'postgres');
+reload_with($node, 'subexpire.database', 'postgres');
 $offset = -s $node->logfile;
 my $last = $node->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
 $node->safe_psql('postgres', q{

@@ -278,7 +278,7 @@ sub same_as_recorded
       || diag("the description is in $saved; if the change is meant, copy it to $file");
 }
 
-sub reload_with
+sub reload_settings
 {
     my (%settings) = @_;
     while (my ($name, $value) = each %settings)
@@ -297,7 +297,7 @@ sub reload_with
 # Turn the worker off and wait until no run is going on.
 sub worker_off
 {
-    reload_with('subexpire.enabled' => 'off');
+    reload_settings('subexpire.enabled' => 'off');
     $node->poll_query_until('postgres',
         "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'")
       or die 'a run worker is still there';
@@ -311,7 +311,7 @@ sub worker_expires
     my ($db, $k, $n) = @_;
     add_subscriptions($node, $db, $n,
         "'2000-01-01 00:00+00'::timestamptz + $k * interval '1 day'");
-    reload_with('subexpire.database' => $db, 'subexpire.enabled' => 'on');
+    reload_settings('subexpire.database' => $db, 'subexpire.enabled' => 'on');
     $node->poll_query_until($db, qq{
         SELECT count(*) = 0 FROM subscriptions WHERE status = 'active'
           AND expires_at = '2000-01-01 00:00+00'::timestamptz + $k * interval '1 day'})

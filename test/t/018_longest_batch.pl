@@ -54,15 +54,6 @@ $node->safe_psql('postgres', q{
         FOR EACH STATEMENT EXECUTE FUNCTION slow_batch();
 });
 
-sub reload_with
-{
-    my ($name, $value) = @_;
-    $node->append_conf('postgresql.conf', "$name = '$value'\n");
-    $node->reload;
-    $node->poll_query_until('postgres', "SHOW $name", $value)
-      or die "$name did not become $value";
-    return;
-}
 
 # Start afresh with $n due subscriptions.
 sub reset_subscriptions
@@ -84,7 +75,7 @@ sub worker_run_once
         INSERT INTO subexpire_runs ("trigger", as_of, started_at, finished_at, status)
         VALUES ('schedule', '2001-06-01', '2001-06-01', '2001-06-01', 'succeeded');
     });
-    reload_with('subexpire.enabled', 'on');
+    reload_with($node, 'subexpire.enabled', 'on');
     $node->poll_query_until('postgres', q{
         SELECT count(*) = 1 FROM subexpire_runs
         WHERE "trigger" = 'catch-up' AND status <> 'running'})
@@ -95,7 +86,7 @@ sub worker_run_once
         SELECT s.last_run_started_at = r.started_at
         FROM subexpire_stats s, subexpire_runs r WHERE r.run_id = $run})
       or die 'the statistics do not count the run';
-    reload_with('subexpire.enabled', 'off');
+    reload_with($node, 'subexpire.enabled', 'off');
     return $run;
 }
 

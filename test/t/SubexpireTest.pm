@@ -8,7 +8,7 @@ use Exporter 'import';
 use File::Basename qw(dirname);
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(create_reference_schema add_subscriptions);
+our @EXPORT = qw(create_reference_schema add_subscriptions reload_with);
 
 # Create the reference schema (test/reference_schema.sql) in $dbname.
 sub create_reference_schema
@@ -30,6 +30,19 @@ sub add_subscriptions
         INSERT INTO subscriptions (user_id, status, expires_at)
         SELECT id, 'active', $expires_at FROM u;
     });
+    return;
+}
+
+# Change a setting of $node with a reload, and wait until a new session
+# sees it (the postmaster has read the file and signalled the worker by
+# then).
+sub reload_with
+{
+    my ($node, $name, $value) = @_;
+    $node->append_conf('postgresql.conf', "$name = '$value'\n");
+    $node->reload;
+    $node->poll_query_until('postgres', "SHOW $name", $value)
+      or die "$name did not become $value";
     return;
 }
 
