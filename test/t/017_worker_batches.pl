@@ -77,7 +77,7 @@ my @batches = grep { /LIMIT \$6 FOR NO KEY UPDATE SKIP LOCKED/ }
 # 999 unlocked due rows: nine full batches, then a short one that ends them.
 is(scalar(@batches), int(($due - 1) / $batch) + 1,
     'one batch statement for each batch, the last one short');
-unlike($batches[0], qr/>= \$7/, 'the first batch starts at the oldest due row');
+unlike($batches[0], qr/OPERATOR\(pg_catalog\.>=\) \$7/, 'the first batch starts at the oldest due row');
 like($batches[0], qr/ORDER BY expires_at LIMIT \$6/, 'a batch takes the oldest expiries first');
 my $positioned = grep {
     /expires_at OPERATOR\(pg_catalog\.>=\) \$7/
@@ -103,5 +103,55 @@ is( $node->safe_psql('postgres', q{
     "$due 50", 'every due row expired, every other row left active');
 is( $node->safe_psql('postgres', "SELECT sum(expired_count) FROM subexpire_runs"),
     $due, 'the runs\' counts add up to the rows expired');
+
+# ---- A partitioned table: each partition keeps a position of its own ----
+
+# 250 due rows in each of two partitions, and 20 not due: with batches of
+# 100, a batch can end in one partition and go on in the other.
+$node->safe_psql('postgres', q{
+    CREATE TABLE subs_parted (id int, plan text, status text,
+                              expires_at timestamptz, updated_at timestamptz)
+        PARTITION BY LIST (plan);
+    CREATE TABLE subs_parted_free PARTITION OF subs_parted FOR VALUES IN ('free');
+    CREATE TABLE subs_parted_premium PARTITION OF subs_parted FOR VALUES IN ('premium');
+    CREATE INDEX ON subs_parted (status, expires_at);
+    INSERT INTO subs_parted
+    SELECT n, CASE WHEN n % 2 = 0 THEN 'free' ELSE 'premium' END, 'active',
+           '2000-01-01 00:00+00'::timestamptz + n * interval '1 hour', NULL
+    FROM generate_series(1, 500) AS n;
+    INSERT INTO subs_parted
+    SELECT n, 'free', 'active', now() + interval '30 days', NULL
+    FROM generate_series(501, 520) AS n;
+    ANALYZE subs_parted;
+});
+my $last_run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
+$log_offset = -s $node->logfile;
+reload_with($node, 'subexpire.target_table', 'public.subs_parted');
+reload_with($node, 'subexpire.enabled', 'on');
+ok( $node->poll_query_until('postgres', qq{
+        SELECT count(*) > 0 FROM subexpire_runs
+        WHERE run_id > $last_run AND status = 'succeeded' AND expired_count > 0}),
+    'the worker ran on the partitioned table');
+reload_with($node, 'subexpire.enabled', 'off');
+
+is( $node->safe_psql('postgres', qq{
+        SELECT expired_count || ' ' || skipped_locked FROM subexpire_runs
+        WHERE run_id > $last_run AND expired_count > 0}),
+    '500 0', 'one run expired the 500 due rows of both partitions');
+is( $node->safe_psql('postgres', q{
+        SELECT string_agg(status || ':' || n, ' ' ORDER BY status)
+        FROM (SELECT status, count(*) AS n FROM subs_parted GROUP BY status) AS s}),
+    'active:20 expired:500', 'every due row expired, none of the others');
+
+$log = substr(slurp_file($node->logfile), $log_offset);
+for my $partition (qw(subs_parted_free subs_parted_premium))
+{
+    my @statements = grep { /LIMIT \$6 FOR NO KEY UPDATE SKIP LOCKED/ }
+      $log =~ /(Query Text: UPDATE ONLY public\.$partition .*?)(?=\n\S|\z)/sg;
+    ok(@statements > 2, "$partition: batches ran in it");
+    unlike($statements[0], qr/OPERATOR\(pg_catalog\.>=\) \$7/, "$partition: its first batch starts at its oldest due row");
+    is( scalar(grep { /OPERATOR\(pg_catalog\.>=\) \$7/ } @statements[ 1 .. $#statements ]),
+        $#statements, "$partition: each later batch starts where its own last one ended");
+}
 
 done_testing();
