@@ -27,6 +27,7 @@ extern char *subexpire_active_status;
 extern char *subexpire_expired_status;
 extern int	subexpire_grace_period;
 extern int	subexpire_batch_size;
+extern int	subexpire_batch_delay;
 extern int	subexpire_max_expired_per_run;
 extern int	subexpire_lock_wait;
 extern int	subexpire_history_retention;
@@ -86,11 +87,13 @@ extern int64 subexpire_count_due(SubexpireTarget *target, TimestampTz as_of);
 extern SubexpireRunResult subexpire_expire_due(SubexpireTarget *target,
 											   TimestampTz as_of,
 											   TimestampTz run_time);
-typedef struct SubexpireBatchPosition SubexpireBatchPosition;
-extern SubexpireBatchPosition *subexpire_batch_position_create(MemoryContext context);
+typedef struct SubexpireDueRows SubexpireDueRows;
+extern SubexpireDueRows *subexpire_due_rows_create(MemoryContext context);
+extern bool subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
+									SubexpireDueRows *rows);
 extern int64 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 									TimestampTz run_time, int64 limit,
-									SubexpireBatchPosition *position);
+									SubexpireDueRows *rows, bool *more);
 extern void subexpire_check_max_expired(int64 count, TimestampTz as_of);
 
 /* Run records in the subexpire_runs table (src/runs.c). */

@@ -549,6 +549,32 @@ end_step(void)
 }
 
 /*
+ * Wait subexpire.batch_delay between two batches, holding no lock and no
+ * snapshot, so that the application's transactions have the CPU and the
+ * WAL to themselves for that long.  A SIGTERM ends the wait at once.
+ */
+static void
+pause_between_batches(void)
+{
+	TimestampTz until;
+	long		remaining;
+
+	if (subexpire_batch_delay <= 0)
+		return;
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										subexpire_batch_delay);
+	/* The latch may be set for other reasons: wait for the time left. */
+	while ((remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														until)) > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 remaining, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * The batched run: one transaction for the record, one per batch, and a
  * last one that comes back for locked rows and closes the record.
  *
@@ -572,7 +598,9 @@ run_batched(const char *trigger, bool record_longest)
 	volatile int64 longest = -1;	/* microseconds; -1: no batch expired rows */
 	TimestampTz step_started_at;
 	MemoryContext run_context = CurrentMemoryContext;
-	SubexpireBatchPosition *position = subexpire_batch_position_create(run_context);
+	SubexpireDueRows *due_rows = subexpire_due_rows_create(run_context);
+	bool		more;
+	int64		round_expired;
 
 	PG_TRY();
 	{
@@ -585,30 +613,49 @@ run_batched(const char *trigger, bool record_longest)
 		end_step();
 		failed_run_id = run_id;
 
-		for (;;)
+		/*
+		 * A list of the due rows, in a transaction that locks none, then
+		 * batches from it; another list when this one could not hold them
+		 * all, unless its batches expired nothing (every row locked).
+		 */
+		do
 		{
 			CHECK_FOR_INTERRUPTS();
-			step_started_at = GetCurrentTimestamp();
-			begin_step("subexpire: expiring a batch");
+			begin_step("subexpire: finding due rows");
 			target = subexpire_resolve_target(true);
-			subexpire_register_run_xact();
-			added.expired_count = subexpire_expire_batch(target, as_of, as_of,
-														 subexpire_batch_size,
-														 position);
-			added.skipped_locked = 0;
-			/* The record gets the longest of the batches committed so far. */
-			if (added.expired_count > 0)
-				subexpire_update_run(run_id, &added, NULL, NULL,
-									 record_longest ? longest : -1);
+			more = subexpire_find_due_rows(target, as_of, due_rows);
 			end_step();
-			if (added.expired_count > 0)
-				longest = Max(longest,
-							  GetCurrentTimestamp() - step_started_at);
-			total.expired_count += added.expired_count;
-			committed = total.expired_count;
-			if (added.expired_count < subexpire_batch_size)
-				break;
-		}
+			round_expired = 0;
+			while (more)
+			{
+				CHECK_FOR_INTERRUPTS();
+				step_started_at = GetCurrentTimestamp();
+				begin_step("subexpire: expiring a batch");
+				target = subexpire_resolve_target(true);
+				subexpire_register_run_xact();
+				added.expired_count = subexpire_expire_batch(target, as_of, as_of,
+															 subexpire_batch_size,
+															 due_rows, &more);
+				added.skipped_locked = 0;
+
+				/*
+				 * The record gets the longest of the batches committed so
+				 * far.
+				 */
+				if (added.expired_count > 0)
+					subexpire_update_run(run_id, &added, NULL, NULL,
+										 record_longest ? longest : -1);
+				end_step();
+				if (added.expired_count > 0)
+					longest = Max(longest,
+								  GetCurrentTimestamp() - step_started_at);
+				total.expired_count += added.expired_count;
+				round_expired += added.expired_count;
+				committed = total.expired_count;
+				if (more)
+					pause_between_batches();
+			}
+		} while (round_expired > 0);
 
 		step_started_at = GetCurrentTimestamp();
 		begin_step("subexpire: finishing the run");

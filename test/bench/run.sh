@@ -81,12 +81,12 @@ fi
 echo
 echo "Across sizes (medians of $PAIRS pairs; seconds unless marked):"
 echo
-echo "| rows | due | (b) raw UPDATE | (a) expire_subscriptions() | a/b | (w) worker, batched | w/b | longest batch | (p) PL/pgSQL by pg_cron | p/b | nothing due, after a run / after VACUUM |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| rows | due | (b) raw UPDATE | (a) expire_subscriptions() | a/b | (w) worker, batched | w/b | longest batch | (p) PL/pgSQL by pg_cron | p/b | nothing due, after a run / after VACUUM | the bare search, after a run / after VACUUM |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 awk -F'\t' '{
-	printf "| %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %.3f | %.3f | %.2f ms / %.2f ms |\n",
+	printf "| %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %.3f | %.3f | %.2f ms / %.2f ms | %.2f ms / %.2f ms |\n",
 		$1, $2, $4, $3, $3 / $4, $5, $5 / $4, ($7 == "n/a" ? "n/a" : sprintf("%.3f", $7)),
-		$6, $6 / $4, $12, $13
+		$6, $6 / $4, $12, $13, $16, $17
 }' "$SUMMARY"
 echo
 echo "The client loops against expire_subscriptions() on the same rows:"

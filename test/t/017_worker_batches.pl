@@ -1,9 +1,10 @@
-# The worker's batches: oldest expiry first, each batch's index range scan
-# starting where the batch before it ended (not walking again over the
-# entries of the rows already expired), and a row that was locked while the
-# batches passed it, behind their position, still taken by the run's last
-# step once it is released, or counted as skipped if it is not.  The plans
-# come from auto_explain, which logs the statements the run worker runs.
+# The worker's batches: one list of the due rows, then batches that take
+# its rows by ctid (TID scans), in page order, each from where the one
+# before it ended, never the same row twice; a row that was locked while
+# its batch passed it is still taken by the run's last step once it is
+# released, or counted as skipped if it is not.  The plans come from
+# auto_explain, which logs the statements the run worker runs; the order in
+# which rows were expired from subexpire.log_expired's lines.
 use strict;
 use warnings;
 
@@ -29,6 +30,7 @@ subexpire.schedule = '1 seconds'
 subexpire.catch_up = off
 subexpire.batch_size = $batch
 subexpire.lock_wait = '200ms'
+subexpire.log_expired = on
 });
 $node->start;
 
@@ -46,12 +48,13 @@ $node->safe_psql('postgres', q{
 add_subscriptions($node, 'postgres', 50, "now() + interval '30 days'");
 
 # The oldest due row, held locked by an application transaction while the
-# batches run: every batch skips it, and their position moves past it.
+# batches run: its batch skips it.
 my $oldest = $node->safe_psql('postgres',
     "SELECT id FROM subscriptions ORDER BY expires_at LIMIT 1");
 my $app = $node->background_psql('postgres');
 $app->query_safe("BEGIN; SELECT 1 FROM subscriptions WHERE id = '$oldest' FOR UPDATE");
 
+my $places = row_places('subscriptions');
 my $log_offset = -s $node->logfile;
 $node->append_conf('postgresql.conf', "subexpire.enabled = on\n");
 $node->reload;
@@ -69,22 +72,56 @@ is( $node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', "SELECT status FROM subscriptions WHERE id = '$oldest'"),
     'active', 'the locked row is still active');
 
-# What the batches ran: the UPDATEs that take a batch (LIMIT $6), in order,
-# each with its plan.
+# Where each row of a table is, before the run: id => [block, offset].
+sub row_places
+{
+    my ($table) = @_;
+    my %place;
+    for my $line (split /\n/, $node->safe_psql('postgres', qq{
+        SELECT id, (ctid::text::point)[0]::int, (ctid::text::point)[1]::int FROM $table}))
+    {
+        my ($id, $block, $offset) = split /\|/, $line;
+        $place{$id} = [ $block, $offset ];
+    }
+    return \%place;
+}
+
+# The ids that log_expired's lines name, in the order of the lines (the
+# key is (id) or (id, plan)).
+sub expired_ids
+{
+    my ($log, $table) = @_;
+    return $log =~ /subexpire: expired subscription \(id[^)]*\)=\(([^,)]+)[^)]*\) in public\.$table$/mg;
+}
+
+# Are the ctids, taken in order, strictly increasing: page order, and no
+# row twice?
+sub in_page_order
+{
+    my @tids = @_;
+    for my $i (1 .. $#tids)
+    {
+        my ($a, $b) = ($tids[ $i - 1 ], $tids[$i]);
+        return 0
+          unless $a->[0] < $b->[0] || ($a->[0] == $b->[0] && $a->[1] < $b->[1]);
+    }
+    return 1;
+}
+
+# What the run ran: the list of due rows, then the UPDATEs that take a
+# batch of it ($6), in order, each with its plan.
 my $log = substr(slurp_file($node->logfile), $log_offset);
-my @batches = grep { /LIMIT \$6 FOR NO KEY UPDATE SKIP LOCKED/ }
-  $log =~ /(Query Text: UPDATE ONLY public\.subscriptions .*?)(?=\n\S|\z)/sg;
-# 999 unlocked due rows: nine full batches, then a short one that ends them.
-is(scalar(@batches), int(($due - 1) / $batch) + 1,
-    'one batch statement for each batch, the last one short');
-unlike($batches[0], qr/OPERATOR\(pg_catalog\.>=\) \$7/, 'the first batch starts at the oldest due row');
-like($batches[0], qr/ORDER BY expires_at LIMIT \$6/, 'a batch takes the oldest expiries first');
-my $positioned = grep {
-    /expires_at OPERATOR\(pg_catalog\.>=\) \$7/
-      && /Index Cond: \(\(\(status\)::text = 'active'::text\) AND \(expires_at <= '[^']+'::timestamp with time zone\) AND \(expires_at >= '[^']+'::timestamp with time zone\)\)/
-} @batches[ 1 .. $#batches ];
-is($positioned, $#batches,
-    'every later batch is an index range scan that starts at the expiry the batch before it reached');
+my @statements = $log =~ /(Query Text: (?:SELECT ctid|UPDATE ONLY) .*?)(?=\n\S|\z)/sg;
+my @batches = grep { /ANY \(\$6\) AND .* FOR NO KEY UPDATE SKIP LOCKED/ } @statements;
+like($statements[0], qr/^Query Text: SELECT ctid FROM ONLY public\.subscriptions WHERE status/,
+    'the run lists the due rows before its first batch');
+# 1000 due rows listed (the locked one too): ten batches of 100.
+is(scalar(@batches), $due / $batch, 'one batch statement for each batch');
+is(scalar(grep { /Tid Scan on subscriptions/ && !/Index Scan|Seq Scan/ } @batches),
+    scalar(@batches), 'every batch finds its rows by ctid, with no index or sequential scan');
+my @tids = map { $places->{$_} } expired_ids($log, 'subscriptions');
+is(scalar(@tids), $due - 1, 'the run expired each unlocked due row once');
+ok(in_page_order(@tids), 'the batches took the rows in page order, each from where the one before it ended');
 
 # Released, the row is expired by the next run.
 $app->query_safe('COMMIT');
@@ -104,13 +141,14 @@ is( $node->safe_psql('postgres', q{
 is( $node->safe_psql('postgres', "SELECT sum(expired_count) FROM subexpire_runs"),
     $due, 'the runs\' counts add up to the rows expired');
 
-# ---- A partitioned table: each partition keeps a position of its own ----
+# ---- A partitioned table: each partition's rows in its own page order ----
 
 # 250 due rows in each of two partitions, and 20 not due: with batches of
 # 100, a batch can end in one partition and go on in the other.
 $node->safe_psql('postgres', q{
     CREATE TABLE subs_parted (id int, plan text, status text,
-                              expires_at timestamptz, updated_at timestamptz)
+                              expires_at timestamptz, updated_at timestamptz,
+                              PRIMARY KEY (id, plan))
         PARTITION BY LIST (plan);
     CREATE TABLE subs_parted_free PARTITION OF subs_parted FOR VALUES IN ('free');
     CREATE TABLE subs_parted_premium PARTITION OF subs_parted FOR VALUES IN ('premium');
@@ -125,6 +163,9 @@ $node->safe_psql('postgres', q{
     ANALYZE subs_parted;
 });
 my $last_run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
+my %partition_of = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
+    'SELECT id, tableoid::regclass FROM subs_parted');
+$places = row_places('subs_parted');
 $log_offset = -s $node->logfile;
 reload_with($node, 'subexpire.target_table', 'public.subs_parted');
 reload_with($node, 'subexpire.enabled', 'on');
@@ -146,12 +187,34 @@ is( $node->safe_psql('postgres', q{
 $log = substr(slurp_file($node->logfile), $log_offset);
 for my $partition (qw(subs_parted_free subs_parted_premium))
 {
-    my @statements = grep { /LIMIT \$6 FOR NO KEY UPDATE SKIP LOCKED/ }
+    my @statements = grep { /ANY \(\$6\) AND .* FOR NO KEY UPDATE SKIP LOCKED/ }
       $log =~ /(Query Text: UPDATE ONLY public\.$partition .*?)(?=\n\S|\z)/sg;
-    ok(@statements > 2, "$partition: batches ran in it");
-    unlike($statements[0], qr/OPERATOR\(pg_catalog\.>=\) \$7/, "$partition: its first batch starts at its oldest due row");
-    is( scalar(grep { /OPERATOR\(pg_catalog\.>=\) \$7/ } @statements[ 1 .. $#statements ]),
-        $#statements, "$partition: each later batch starts where its own last one ended");
+    # 250 rows in batches of 100 that go on from one partition to the next.
+    is(scalar(@statements), 3, "$partition: three batches ran in it");
+    my @tids = map { $places->{$_} }
+      grep { $partition_of{$_} eq $partition } expired_ids($log, 'subs_parted');
+    is(scalar(@tids), 250, "$partition: each of its 250 due rows expired once");
+    ok(in_page_order(@tids), "$partition: in its page order, each batch from where the one before it ended");
 }
+
+# ---- subexpire.batch_delay: a pause between two batches ----
+
+# 500 rows due in batches of 100: five batches, four pauses between them.
+reload_with($node, 'subexpire.target_table', 'public.subscriptions');
+$node->safe_psql('postgres', q{
+    UPDATE subscriptions SET status = 'active', expires_at = '2001-01-01 00:00+00'
+    WHERE id IN (SELECT id FROM subscriptions WHERE status = 'expired' LIMIT 500)});
+$last_run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
+reload_with($node, 'subexpire.batch_delay', '400ms');
+reload_with($node, 'subexpire.enabled', 'on');
+ok( $node->poll_query_until('postgres', qq{
+        SELECT count(*) > 0 FROM subexpire_runs
+        WHERE run_id > $last_run AND status = 'succeeded' AND expired_count > 0}),
+    'the worker ran with subexpire.batch_delay');
+reload_with($node, 'subexpire.enabled', 'off');
+is( $node->safe_psql('postgres', qq{
+        SELECT expired_count || ' ' || (finished_at - started_at >= interval '1.6 s')
+        FROM subexpire_runs WHERE run_id > $last_run AND expired_count > 0}),
+    '500 true', 'the run expired the 500 rows, and took at least its four pauses of 400 ms');
 
 done_testing();
