@@ -722,9 +722,10 @@ subexpire_due_rows_create(MemoryContext context)
 }
 
 /*
- * Look up the current name of a listed table in this transaction (it may
- * have been renamed since the list was made).  False when it is gone,
- * dropped with its rows.
+ * Look up the current name of a listed table (it may have been renamed
+ * since the list was made), in the current transaction's memory: it is used
+ * in this transaction only, and looked up again in the next.  False when
+ * the table is gone, dropped with its rows.
  */
 static bool
 refresh_table_name(HeapTable *table)
@@ -855,6 +856,8 @@ subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 		}
 		if (budget <= 0)
 		{
+			/* The list is full: this table waits for the next one. */
+			due->ntids = due->next = 0;
 			due->complete = false;
 			continue;
 		}
