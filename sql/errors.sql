@@ -17,7 +17,6 @@ SET subexpire.active_status = '';
 SET subexpire.grace_period = '-1';
 SET subexpire.grace_period = 'soon';
 SET subexpire.batch_size = 0;
-SET subexpire.batch_delay = '2min';
 SET subexpire.max_expired_per_run = -5;
 SET subexpire.lock_wait = 0;
 SET subexpire.no_such_setting = 1;

@@ -47,7 +47,6 @@ char	   *subexpire_active_status = NULL;
 char	   *subexpire_expired_status = NULL;
 int			subexpire_grace_period = 0;
 int			subexpire_batch_size = 10000;
-int			subexpire_batch_delay = 0;
 int			subexpire_max_expired_per_run = 0;
 int			subexpire_lock_wait = 1000;
 bool		subexpire_enabled = true;
@@ -247,14 +246,6 @@ _PG_init(void)
 							&subexpire_batch_size,
 							10000, 1, INT_MAX,
 							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("subexpire.batch_delay",
-							"Pause between two batches when the background worker runs.",
-							"It leaves the CPU and the WAL to the application between batches, at the cost of a longer run.  0 means no pause.",
-							&subexpire_batch_delay,
-							0, 0, 60 * 1000,
-							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("subexpire.max_expired_per_run",

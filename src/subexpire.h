@@ -27,7 +27,6 @@ extern char *subexpire_active_status;
 extern char *subexpire_expired_status;
 extern int	subexpire_grace_period;
 extern int	subexpire_batch_size;
-extern int	subexpire_batch_delay;
 extern int	subexpire_max_expired_per_run;
 extern int	subexpire_lock_wait;
 extern int	subexpire_history_retention;

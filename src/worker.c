@@ -549,32 +549,6 @@ end_step(void)
 }
 
 /*
- * Wait subexpire.batch_delay between two batches, holding no lock and no
- * snapshot, so that the application's transactions have the CPU and the
- * WAL to themselves for that long.  A SIGTERM ends the wait at once.
- */
-static void
-pause_between_batches(void)
-{
-	TimestampTz until;
-	long		remaining;
-
-	if (subexpire_batch_delay <= 0)
-		return;
-	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										subexpire_batch_delay);
-	/* The latch may be set for other reasons: wait for the time left. */
-	while ((remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-														until)) > 0)
-	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 remaining, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/*
  * The batched run: one transaction for the record, one per batch, and a
  * last one that comes back for locked rows and closes the record.
  *
@@ -652,8 +626,6 @@ run_batched(const char *trigger, bool record_longest)
 				total.expired_count += added.expired_count;
 				round_expired += added.expired_count;
 				committed = total.expired_count;
-				if (more)
-					pause_between_batches();
 			}
 		} while (round_expired > 0);
 

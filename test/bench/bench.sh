@@ -432,6 +432,30 @@ PLAN_NODE=$(grep -Eo '(Index Only Scan|Index Scan|Bitmap Index Scan|Seq Scan)( u
 
 # --- results ----------------------------------------------------------------------
 
+# A run of some cases only (--cases): the medians of those, and w/b when
+# both ran; the full table needs every case.
+if [[ -n $ONLY_CASES ]]; then
+	say
+	say "RESULTS (--cases $ONLY_CASES)  $ROWS rows, $DUE_COUNT due, $PAIRS pairs (medians; runs in brackets)"
+	for c in A B W P C O OC AM; do
+		declare -n runs="T_$c"
+		[[ ${#runs[@]} -gt 0 ]] &&
+			printf '  %-4s %10.3f s   [%s]\n' "$c" "$(median "${runs[@]}")" "$(printf '%.3f ' "${runs[@]}" | sed 's/ $//')"
+		unset -n runs
+	done
+	if [[ ${#T_W[@]} -gt 0 && ${#T_B[@]} -gt 0 ]]; then
+		printf '  w/b  %10.3f      longest batch %s s\n' "$(calc "$(median "${T_W[@]}") / $(median "${T_B[@]}")")" \
+			"$(printf '%s\n' "${L_W[@]}" | sort -g | tail -n 1)"
+	fi
+	if [[ ${#T_A[@]} -gt 0 && ${#T_B[@]} -gt 0 ]]; then
+		printf '  a/b  %10.3f\n' "$(calc "$(median "${T_A[@]}") / $(median "${T_B[@]}")")"
+	fi
+	printf '  nothing due: right after a run %.3f ms (bare search %.3f ms), after VACUUM %.3f ms (bare search %.3f ms)\n' \
+		"$D_MED" "$D_BARE" "$V_MED" "$V_BARE"
+	say "total time: $SECONDS s"
+	exit 0
+fi
+
 M_A=$(median "${T_A[@]}")
 M_B=$(median "${T_B[@]}")
 M_W=$(median "${T_W[@]}")

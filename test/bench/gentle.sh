@@ -25,8 +25,8 @@
 # Options: --rows N (5000000), --due-rows M (1000000), --pairs K (3),
 # --seconds S (60: must cover the worker's run), --clients C (4),
 # --rate TPS (400, all clients together), --batch-size B (the worker's
-# subexpire.batch_size; default its default), --batch-delay MS (its
-# subexpire.batch_delay; default 0), --keep.
+# subexpire.batch_size; default its default), --set 'NAME = VALUE' (a
+# server setting, repeatable), --keep.
 
 set -euo pipefail
 
@@ -37,7 +37,7 @@ RUN_SECONDS=60
 CLIENTS=4
 RATE=400
 BATCH=
-BATCH_DELAY=0
+SETTINGS_EXTRA=
 KEEP=0
 # The worker starts this long after the workload, so that the workload's
 # start-up is not in the window.
@@ -67,13 +67,12 @@ while [[ $# -gt 0 ]]; do
 		--clients) CLIENTS=${2:?}; shift 2 ;;
 		--rate) RATE=${2:?}; shift 2 ;;
 		--batch-size) BATCH=${2:?}; shift 2 ;;
-		--batch-delay) BATCH_DELAY=${2:?}; shift 2 ;;
+		--set) SETTINGS_EXTRA+="${2:?}"$'\n'; shift 2 ;;
 		--keep) KEEP=1; shift ;;
 		-h|--help) usage 0 ;;
 		*) echo "gentle.sh: unknown option $1" >&2; usage 2 >&2 ;;
 	esac
 done
-[[ $BATCH_DELAY =~ ^[0-9]+$ ]] || die "--batch-delay must be a number of milliseconds"
 for v in ROWS DUE_ROWS PAIRS RUN_SECONDS CLIENTS RATE; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a positive integer"
 done
@@ -85,7 +84,7 @@ done
 EXTRA_CONF="log_lock_waits = on
 deadlock_timeout = 10ms
 log_line_prefix = '%m %n [%p] %a: '
-subexpire.batch_delay = $BATCH_DELAY"
+$SETTINGS_EXTRA"
 . "$HERE/lib.sh"
 PGBENCH=$BINDIR/pgbench
 [[ -x $PGBENCH ]] || die "no pgbench in $BINDIR (Debian: postgresql-contrib)"
@@ -93,8 +92,9 @@ PGBENCH=$BINDIR/pgbench
 bench_start_cluster
 say "subexpire gentleness benchmark"
 say "  machine:  $MACHINE"
-say "  server:   ${PG_VERSION%% on *}; subexpire $EXT_VERSION; worker batch_size $BATCH_SIZE, batch_delay $BATCH_DELAY ms"
+say "  server:   ${PG_VERSION%% on *}; subexpire $EXT_VERSION; worker batch_size $BATCH_SIZE"
 say "  data:     $ROWS subscriptions, $DUE_ROWS due; pairs $PAIRS of $RUN_SECONDS s"
+[[ -z $SETTINGS_EXTRA ]] || say "  settings: $(printf '%s' "$SETTINGS_EXTRA" | paste -sd ';' | sed 's/;/; /g')"
 say "  workload: pgbench, $CLIENTS clients, $RATE transactions/s in all (--rate): 80 % read, 20 % renewal"
 T0=$SECONDS
 bench_load "$ROWS" "$DUE_ROWS"
@@ -249,7 +249,7 @@ fi
 
 say
 say "================================================================================"
-say "RESULTS  $ROWS rows, ${ROWS_OUT[0]} expired by the worker (batch_size $BATCH_SIZE, batch_delay $BATCH_DELAY ms), $PAIRS pairs (medians)"
+say "RESULTS  $ROWS rows, ${ROWS_OUT[0]} expired by the worker (batch_size $BATCH_SIZE), $PAIRS pairs (medians)"
 say
 say "| workload ($CLIENTS clients, $RATE tx/s offered) | tx/s | p99 latency, pgbench | runs (p99, ms) | p99 statement, server | runs (p99, ms) | target |"
 say "| --- | ---: | ---: | --- | ---: | --- | --- |"

@@ -197,24 +197,4 @@ for my $partition (qw(subs_parted_free subs_parted_premium))
     ok(in_page_order(@tids), "$partition: in its page order, each batch from where the one before it ended");
 }
 
-# ---- subexpire.batch_delay: a pause between two batches ----
-
-# 500 rows due in batches of 100: five batches, four pauses between them.
-reload_with($node, 'subexpire.target_table', 'public.subscriptions');
-$node->safe_psql('postgres', q{
-    UPDATE subscriptions SET status = 'active', expires_at = '2001-01-01 00:00+00'
-    WHERE id IN (SELECT id FROM subscriptions WHERE status = 'expired' LIMIT 500)});
-$last_run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
-reload_with($node, 'subexpire.batch_delay', '400ms');
-reload_with($node, 'subexpire.enabled', 'on');
-ok( $node->poll_query_until('postgres', qq{
-        SELECT count(*) > 0 FROM subexpire_runs
-        WHERE run_id > $last_run AND status = 'succeeded' AND expired_count > 0}),
-    'the worker ran with subexpire.batch_delay');
-reload_with($node, 'subexpire.enabled', 'off');
-is( $node->safe_psql('postgres', qq{
-        SELECT expired_count || ' ' || (finished_at - started_at >= interval '1.6 s')
-        FROM subexpire_runs WHERE run_id > $last_run AND expired_count > 0}),
-    '500 true', 'the run expired the 500 rows, and took at least its four pauses of 400 ms');
-
 done_testing();
