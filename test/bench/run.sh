@@ -16,8 +16,10 @@
 #   test/bench/run.sh --sizes 1000000 --dues 0.2 --no-gentle
 # Options: --sizes "N ..." (100000 1000000 10000000), --dues "F ..."
 # (0.1 0.2), --pairs K (3), --loops-at N (1000000), --gentle-rows N
-# (5000000), --gentle-due M (1000000), --no-idle, --no-gentle, --out DIR.
-# Takes about 65 minutes with the defaults on a 2-CPU machine.
+# (5000000), --gentle-due M (1000000), --small-batch B (100: gentle.sh
+# again, on 1M rows with 200,000 due, at subexpire.batch_size B), --no-idle,
+# --no-gentle, --out DIR.
+# Takes about 70 minutes with the defaults on a 2-CPU machine.
 
 set -euo pipefail
 
@@ -27,6 +29,7 @@ PAIRS=3
 LOOPS_AT=1000000
 GENTLE_ROWS=5000000
 GENTLE_DUE=1000000
+SMALL_BATCH=100
 IDLE=1
 GENTLE=1
 OUT=${TMPDIR:-/tmp}/subexpire-bench-$(date -u +%Y%m%d-%H%M%S)
@@ -39,6 +42,7 @@ while [[ $# -gt 0 ]]; do
 		--loops-at) LOOPS_AT=${2:?}; shift 2 ;;
 		--gentle-rows) GENTLE_ROWS=${2:?}; shift 2 ;;
 		--gentle-due) GENTLE_DUE=${2:?}; shift 2 ;;
+		--small-batch) SMALL_BATCH=${2:?}; shift 2 ;;
 		--no-idle) IDLE=0; shift ;;
 		--no-gentle) GENTLE=0; shift ;;
 		--out) OUT=${2:?}; shift 2 ;;
@@ -76,6 +80,13 @@ if [[ $GENTLE -eq 1 ]]; then
 	"$HERE/gentle.sh" --rows "$GENTLE_ROWS" --due-rows "$GENTLE_DUE" --pairs "$PAIRS" \
 		>"$OUT/gentle.txt" 2>&1 || { tail -n 30 "$OUT/gentle.txt"; exit 1; }
 	sed -n '/^RESULTS/,$p' "$OUT/gentle.txt"
+	# The batch-size trade-off: the same workload on a 1M-row table while
+	# the worker expires 200,000 rows in batches of SMALL_BATCH.
+	echo "== gentle.sh --rows 1000000 --due-rows 200000 --batch-size $SMALL_BATCH --pairs $PAIRS ($OUT/gentle_small_batch.txt)"
+	"$HERE/gentle.sh" --rows 1000000 --due-rows 200000 --seconds 30 --batch-size "$SMALL_BATCH" \
+		--pairs "$PAIRS" >"$OUT/gentle_small_batch.txt" 2>&1 ||
+		{ tail -n 30 "$OUT/gentle_small_batch.txt"; exit 1; }
+	sed -n '/^RESULTS/,$p' "$OUT/gentle_small_batch.txt"
 fi
 
 echo
