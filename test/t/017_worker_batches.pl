@@ -197,4 +197,39 @@ for my $partition (qw(subs_parted_free subs_parted_premium))
     ok(in_page_order(@tids), "$partition: in its page order, each batch from where the one before it ended");
 }
 
+# ---- More rows due than one list can hold ----
+
+# maintenance_work_mem at its least, 1MB, holds 174,762 ctids: 200,000 due
+# rows take two lists, the second made once the first is used up.
+my $many = 200000;
+reload_with($node, 'subexpire.target_table', 'public.subscriptions');
+reload_with($node, 'subexpire.log_expired', 'off');
+reload_with($node, 'subexpire.batch_size', '50000');
+reload_with($node, 'maintenance_work_mem', '1MB');
+add_subscriptions($node, 'postgres', $many, "'2001-01-01 00:00+00'");
+$node->safe_psql('postgres', 'ANALYZE subscriptions');
+$last_run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
+$log_offset = -s $node->logfile;
+reload_with($node, 'subexpire.enabled', 'on');
+ok( $node->poll_query_until('postgres', qq{
+        SELECT count(*) > 0 FROM subexpire_runs
+        WHERE run_id > $last_run AND status = 'succeeded' AND expired_count > 0}),
+    'the worker ran with more rows due than one list holds');
+reload_with($node, 'subexpire.enabled', 'off');
+is( $node->safe_psql('postgres', qq{
+        SELECT expired_count || ' ' || skipped_locked FROM subexpire_runs
+        WHERE run_id > $last_run AND expired_count > 0}),
+    "$many 0", "one run expired the $many due rows");
+is( $node->safe_psql('postgres', q{
+        SELECT count(*) FROM subscriptions
+        WHERE status = 'active' AND expires_at <= now()}),
+    '0', 'no due row is left');
+$log = substr(slurp_file($node->logfile), $log_offset);
+my @lists = $log =~ /Query Text: SELECT ctid FROM ONLY public\.subscriptions WHERE status/g;
+is(scalar(@lists), 2, 'the run made two lists of the due rows, the second after the first was used up');
+my @big_batches = grep { /ANY \(\$6\) AND .* FOR NO KEY UPDATE SKIP LOCKED/ }
+  $log =~ /(Query Text: UPDATE ONLY public\.subscriptions .*?)(?=\n\S|\z)/sg;
+# 174,762 rows in batches of 50,000, then 25,238 in one.
+is(scalar(@big_batches), 5, 'four batches from the first list, one from the second');
+
 done_testing();
