@@ -72,6 +72,22 @@ is( $node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', "SELECT status FROM subscriptions WHERE id = '$oldest'"),
     'active', 'the locked row is still active');
 
+# Turn the worker on until a run after run $after has expired rows, then
+# off; returns that run's "expired_count skipped_locked".
+sub worker_run_after
+{
+    my ($after, $what) = @_;
+    reload_with($node, 'subexpire.enabled', 'on');
+    ok( $node->poll_query_until('postgres', qq{
+            SELECT count(*) > 0 FROM subexpire_runs
+            WHERE run_id > $after AND status = 'succeeded' AND expired_count > 0}),
+        $what);
+    reload_with($node, 'subexpire.enabled', 'off');
+    return $node->safe_psql('postgres', qq{
+        SELECT expired_count || ' ' || skipped_locked FROM subexpire_runs
+        WHERE run_id > $after AND expired_count > 0});
+}
+
 # Where each row of a table is, before the run: id => [block, offset].
 sub row_places
 {
@@ -168,16 +184,7 @@ my %partition_of = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
 $places = row_places('subs_parted');
 $log_offset = -s $node->logfile;
 reload_with($node, 'subexpire.target_table', 'public.subs_parted');
-reload_with($node, 'subexpire.enabled', 'on');
-ok( $node->poll_query_until('postgres', qq{
-        SELECT count(*) > 0 FROM subexpire_runs
-        WHERE run_id > $last_run AND status = 'succeeded' AND expired_count > 0}),
-    'the worker ran on the partitioned table');
-reload_with($node, 'subexpire.enabled', 'off');
-
-is( $node->safe_psql('postgres', qq{
-        SELECT expired_count || ' ' || skipped_locked FROM subexpire_runs
-        WHERE run_id > $last_run AND expired_count > 0}),
+is(worker_run_after($last_run, 'the worker ran on the partitioned table'),
     '500 0', 'one run expired the 500 due rows of both partitions');
 is( $node->safe_psql('postgres', q{
         SELECT string_agg(status || ':' || n, ' ' ORDER BY status)
@@ -210,15 +217,7 @@ add_subscriptions($node, 'postgres', $many, "'2001-01-01 00:00+00'");
 $node->safe_psql('postgres', 'ANALYZE subscriptions');
 $last_run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
 $log_offset = -s $node->logfile;
-reload_with($node, 'subexpire.enabled', 'on');
-ok( $node->poll_query_until('postgres', qq{
-        SELECT count(*) > 0 FROM subexpire_runs
-        WHERE run_id > $last_run AND status = 'succeeded' AND expired_count > 0}),
-    'the worker ran with more rows due than one list holds');
-reload_with($node, 'subexpire.enabled', 'off');
-is( $node->safe_psql('postgres', qq{
-        SELECT expired_count || ' ' || skipped_locked FROM subexpire_runs
-        WHERE run_id > $last_run AND expired_count > 0}),
+is(worker_run_after($last_run, 'the worker ran with more rows due than one list holds'),
     "$many 0", "one run expired the $many due rows");
 is( $node->safe_psql('postgres', q{
         SELECT count(*) FROM subscriptions
