@@ -691,10 +691,17 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
  * its dead ones; with more rows due, the run makes a new list when it has
  * expired the first (subexpire_find_due_rows() says so).  A row that
  * changed since the list was made is not missed: every batch re-checks the
- * due condition on the row version it changes, a row renewed meanwhile is
- * left alone, and a row updated and still due, locked by another
- * transaction, or made due after the list, is still due at the run's last
- * step, subexpire_expire_due(), which comes back for every such row.
+ * due condition on the row version it changes, and counts the listed rows
+ * it did not expire.  A row renewed meanwhile is left alone; a row updated
+ * and still due, or locked by another transaction, is still due at the
+ * run's last step, subexpire_expire_due(), which comes back for every due
+ * row, those made due after the list included.  When the batches expired
+ * every listed row, the run has done what one transaction from the list's
+ * snapshot would have done, and the worker leaves that step out
+ * (subexpire_due_rows_all_taken()): its search would step over the index
+ * entries of every row the run just expired, dead until VACUUM, to find
+ * nothing, or only rows that became due after the list, which the next
+ * run takes.
  */
 typedef struct TableDueRows
 {
@@ -709,6 +716,7 @@ struct SubexpireDueRows
 {
 	MemoryContext context;		/* lives as long as the run */
 	List	   *tables;			/* of TableDueRows */
+	int64		not_taken;		/* listed rows a batch did not expire */
 };
 
 SubexpireDueRows *
@@ -737,6 +745,16 @@ refresh_table_name(HeapTable *table)
 	table->name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(table->relid)),
 											 relname);
 	return true;
+}
+
+/*
+ * Whether every row listed so far was expired by a batch: none was locked
+ * by another transaction, changed since the list, or no longer due.
+ */
+bool
+subexpire_due_rows_all_taken(const SubexpireDueRows *rows)
+{
+	return rows->not_taken == 0;
 }
 
 static int
@@ -871,9 +889,9 @@ subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
  * Expire up to "limit" of the listed rows that are still due and that
  * nobody else holds locked, in the current transaction: one batch of the
  * worker's run, the next rows of the list in page order.  Rows locked by
- * others are skipped without waiting: the run's last step comes back for
- * them.  Returns how many it expired; *more says whether rows of the list
- * are left for another batch.
+ * others are skipped without waiting, and counted as not taken: the run's
+ * last step comes back for them.  Returns how many it expired; *more says
+ * whether rows of the list are left for another batch.
  */
 int64
 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
@@ -895,6 +913,7 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 		Datum	   *tids;
 		SPIPlanPtr	plan;
 		int			rc;
+		int64		taken;
 
 		if (count <= 0)
 		{
@@ -939,7 +958,9 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 				 SPI_result_code_string(SPI_result));
 		rc = SPI_execute_plan(plan, params.values, params.nulls, false, 0);
 		SPI_freeplan(plan);
-		expired += (int64) finish_update(rc, target, "expiring a batch", 1);
+		taken = (int64) finish_update(rc, target, "expiring a batch", 1);
+		rows->not_taken += count - taken;
+		expired += taken;
 	}
 	return expired;
 }

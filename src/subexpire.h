@@ -93,6 +93,7 @@ extern bool subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 extern int64 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 									TimestampTz run_time, int64 limit,
 									SubexpireDueRows *rows, bool *more);
+extern bool subexpire_due_rows_all_taken(const SubexpireDueRows *rows);
 extern void subexpire_check_max_expired(int64 count, TimestampTz as_of);
 
 /* Run records in the subexpire_runs table (src/runs.c). */

@@ -629,11 +629,23 @@ run_batched(const char *trigger, bool record_longest)
 			}
 		} while (round_expired > 0);
 
+		/*
+		 * Come back for the listed rows the batches could not take (locked,
+		 * or changed since the list), and for the rows that became due
+		 * meanwhile.  When the batches took every listed row, nothing is left
+		 * of what was due at the list's snapshot, and the search is left out:
+		 * it would step over the index entries of every row just expired,
+		 * dead until VACUUM, to find the few that became due after the list,
+		 * which the next run takes.
+		 */
 		step_started_at = GetCurrentTimestamp();
 		begin_step("subexpire: finishing the run");
 		target = subexpire_resolve_target(true);
 		subexpire_register_run_xact();
-		added = subexpire_expire_due(target, as_of, as_of);
+		if (subexpire_due_rows_all_taken(due_rows))
+			added = none;
+		else
+			added = subexpire_expire_due(target, as_of, as_of);
 
 		/*
 		 * This transaction writes its own duration, so it can only count it

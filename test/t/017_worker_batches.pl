@@ -138,6 +138,11 @@ is(scalar(grep { /Tid Scan on subscriptions/ && !/Index Scan|Seq Scan/ } @batche
 my @tids = map { $places->{$_} } expired_ids($log, 'subscriptions');
 is(scalar(@tids), $due - 1, 'the run expired each unlocked due row once');
 ok(in_page_order(@tids), 'the batches took the rows in page order, each from where the one before it ended');
+# The locked row was listed, and its batch did not take it: the run's last
+# step searches the due rows again (its probe, then its UPDATE), and comes
+# back for it.
+my $searches = () = $log =~ /Query Text: SELECT 1 FROM public\.subscriptions WHERE status/g;
+ok($searches > 0, 'a listed row that its batch did not take: the last step searched the due rows again');
 
 # Released, the row is expired by the next run.
 $app->query_safe('COMMIT');
@@ -203,6 +208,10 @@ for my $partition (qw(subs_parted_free subs_parted_premium))
     is(scalar(@tids), 250, "$partition: each of its 250 due rows expired once");
     ok(in_page_order(@tids), "$partition: in its page order, each batch from where the one before it ended");
 }
+# Every listed row taken: the run ended without searching the due rows
+# again, which would have stepped over the entries of the rows it expired.
+is(scalar(() = $log =~ /Query Text: (?:SELECT 1 FROM|UPDATE) public\.subs_parted\b/g),
+    0, 'every listed row taken by a batch: the last step did not search the due rows again');
 
 # ---- More rows due than one list can hold ----
 
@@ -230,5 +239,7 @@ my @big_batches = grep { /ANY \(\$6\) AND .* FOR NO KEY UPDATE SKIP LOCKED/ }
   $log =~ /(Query Text: UPDATE ONLY public\.subscriptions .*?)(?=\n\S|\z)/sg;
 # 174,762 rows in batches of 50,000, then 25,238 in one.
 is(scalar(@big_batches), 5, 'four batches from the first list, one from the second');
+is(scalar(() = $log =~ /Query Text: SELECT 1 FROM public\.subscriptions\b/g),
+    0, 'every row of both lists taken: no search of the due rows after the batches');
 
 done_testing();
