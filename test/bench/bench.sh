@@ -24,6 +24,9 @@
 #   (o)  the same loop as an async SQLAlchemy ORM job (orm_job.py), flushing
 #        each row, one commit at the end
 #   (oc) the same ORM job committing each row
+#   (ou) the same ORM job changing each object and committing once: the
+#        unit of work sends the UPDATEs as one executemany (asyncpg does
+#        not wait for each row's reply)
 #   (a') expire_subscriptions() on the same --loop-rows rows (cutoff chosen
 #        so that exactly those rows are due)
 # and then (d) expire_subscriptions() with nothing due, right after a run,
@@ -217,7 +220,7 @@ time_loop() {
 }
 
 # The ORM job times itself on the client, from its SELECT to its last
-# COMMIT.  time_orm flush|commit
+# COMMIT.  time_orm flush|commit|once
 time_orm() {
 	"$PYTHON" "$HERE/orm_job.py" "$WORK" "$PORT" "$DBUSER" bench "$AS_OF_LOOP" "$1"
 }
@@ -240,7 +243,7 @@ time_cron() {
 	echo "$(psqlc -At -c "SELECT count(*) FROM subscriptions WHERE updated_at >= '$AS_OF'") $secs"
 }
 
-declare -a T_A=() T_B=() T_C=() T_AM=() T_W=() T_P=() T_O=() T_OC=() L_W=()
+declare -a T_A=() T_B=() T_C=() T_AM=() T_W=() T_P=() T_O=() T_OC=() T_OU=() L_W=()
 
 # run_case PAIR CASE: restore, time, check, record.
 run_case() {
@@ -261,6 +264,8 @@ run_case() {
 		   what="(o)  async ORM, flush a row, $LOOP_ROWS rows"; out=$(time_orm flush) ;;
 		oc) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
 		   what="(oc) async ORM, commit a row, $LOOP_ROWS rows"; out=$(time_orm commit) ;;
+		ou) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
+		   what="(ou) async ORM, commit once, $LOOP_ROWS rows"; out=$(time_orm once) ;;
 		am) as_of=$AS_OF_LOOP; expect=$LOOP_ROWS
 		   what="(a') expire_subscriptions, $LOOP_ROWS rows"; out=$(time_expire "$as_of") ;;
 	esac
@@ -276,6 +281,7 @@ run_case() {
 		c) T_C+=("$secs") ;;
 		o) T_O+=("$secs") ;;
 		oc) T_OC+=("$secs") ;;
+		ou) T_OU+=("$secs") ;;
 		am) T_AM+=("$secs") ;;
 	esac
 	printf '  pair %d  %-42s %10.4f s   %s rows changed, verified%s\n' "$pair" "$what" "$secs" "$n" \
@@ -284,7 +290,7 @@ run_case() {
 
 CASES=(a b w p)
 if [[ $LOOPS -eq 1 ]]; then
-	CASES+=(c o oc am)
+	CASES+=(c o oc ou am)
 fi
 if [[ -n $ONLY_CASES ]]; then
 	IFS=, read -r -a CASES <<<"$ONLY_CASES"
@@ -317,6 +323,7 @@ for ((pair = 1; pair <= PAIRS; pair++)); do
 	ratio "c/a'" T_C T_AM
 	ratio "o/a'" T_O T_AM
 	ratio "oc/a'" T_OC T_AM
+	ratio "ou/a'" T_OU T_AM
 	printf '\n'
 done
 
@@ -437,7 +444,7 @@ PLAN_NODE=$(grep -Eo '(Index Only Scan|Index Scan|Bitmap Index Scan|Seq Scan)( u
 if [[ -n $ONLY_CASES ]]; then
 	say
 	say "RESULTS (--cases $ONLY_CASES)  $ROWS rows, $DUE_COUNT due, $PAIRS pairs (medians; runs in brackets)"
-	for c in A B W P C O OC AM; do
+	for c in A B W P C O OC OU AM; do
 		declare -n runs="T_$c"
 		[[ ${#runs[@]} -gt 0 ]] &&
 			printf '  %-4s %10.3f s   [%s]\n' "$c" "$(median "${runs[@]}")" "$(printf '%.3f ' "${runs[@]}" | sed 's/ $//')"
@@ -481,10 +488,14 @@ if [[ $LOOPS -eq 1 ]]; then
 	M_C=$(median "${T_C[@]}")
 	M_O=$(median "${T_O[@]}")
 	M_OC=$(median "${T_OC[@]}")
+	M_OU=$(median "${T_OU[@]}")
 	M_AM=$(median "${T_AM[@]}")
 	R_LOOP=$(calc "$M_C / $M_AM")
 	R_ORM=$(calc "$M_O / $M_AM")
 	R_ORM_COMMIT=$(calc "$M_OC / $M_AM")
+	R_ORM_ONCE=$(calc "$M_OU / $M_AM")
+	V_ORM_ONCE=$(verdict "$R_ORM_ONCE" ">=" "$TARGET_RATIO_LOOP")
+	US_OU=$(calc "$M_OU / $LOOP_ROWS * 1e6")
 	V_ORM_COMMIT=$(verdict "$R_ORM_COMMIT" ">=" "$TARGET_RATIO_LOOP")
 	US_OC=$(calc "$M_OC / $LOOP_ROWS * 1e6")
 	V_LOOP=$(verdict "$R_LOOP" ">=" "$TARGET_RATIO_LOOP")
@@ -512,10 +523,12 @@ if [[ $LOOPS -eq 1 ]]; then
 	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(c)  row loop from psql, $LOOP_ROWS rows" "$M_C" "$(list "${T_C[@]}")" "$US_C"
 	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(o)  async ORM job, flush a row, $LOOP_ROWS rows" "$M_O" "$(list "${T_O[@]}")" "$US_O"
 	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(oc) async ORM job, commit a row, $LOOP_ROWS rows" "$M_OC" "$(list "${T_OC[@]}")" "$US_OC"
+	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(ou) async ORM job, commit once, $LOOP_ROWS rows" "$M_OU" "$(list "${T_OU[@]}")" "$US_OU"
 	printf '  %-48s %10.3f s   [%s]  %.1f us/row\n' "(a') expire_subscriptions(), same $LOOP_ROWS rows" "$M_AM" "$(list "${T_AM[@]}")" "$US_AM"
 	printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (c)/(a'), per equal rows" "$R_LOOP" "$TARGET_RATIO_LOOP" "$V_LOOP"
 	printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (o)/(a'), per equal rows" "$R_ORM" "$TARGET_RATIO_LOOP" "$V_ORM"
 	printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (oc)/(a'), per equal rows" "$R_ORM_COMMIT" "$TARGET_RATIO_LOOP" "$V_ORM_COMMIT"
+	printf '  %-48s %11.1fx   target >= %sx: %s\n' "     ratio (ou)/(a'), per equal rows" "$R_ORM_ONCE" "$TARGET_RATIO_LOOP" "$V_ORM_ONCE"
 fi
 printf '  %-48s %9.3f ms   first %.3f, max %.3f; inside the statement %.3f; bare search %.3f; target < %s ms: %s\n' \
 	"(d)  nothing due, right after a run" "$D_MED" "$D_FIRST" "$D_MAX" "$D_INSIDE" "$D_BARE" "$TARGET_NOTHING_DUE_MS" "$V_ND"
@@ -539,10 +552,12 @@ if [[ $LOOPS -eq 1 ]]; then
 	printf '| (c) row loop from psql, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_C" "$US_C" "$(list "${T_C[@]}")"
 	printf '| (o) async SQLAlchemy ORM job, flush a row, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_O" "$US_O" "$(list "${T_O[@]}")"
 	printf '| (oc) async SQLAlchemy ORM job, commit a row, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_OC" "$US_OC" "$(list "${T_OC[@]}")"
+	printf '| (ou) async SQLAlchemy ORM job, commit once, %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_OU" "$US_OU" "$(list "${T_OU[@]}")"
 	printf '| (a'"'"') `expire_subscriptions()`, same %s rows | %.3f s (%.1f us/row) | %s | |\n' "$LOOP_ROWS" "$M_AM" "$US_AM" "$(list "${T_AM[@]}")"
 	printf '| ratio (c)/(a'"'"') | %.1fx | | >= %sx: %s |\n' "$R_LOOP" "$TARGET_RATIO_LOOP" "$V_LOOP"
 	printf '| ratio (o)/(a'"'"') | **%.1fx** | | >= %sx: %s |\n' "$R_ORM" "$TARGET_RATIO_LOOP" "$V_ORM"
 	printf '| ratio (oc)/(a'"'"') | **%.1fx** | | >= %sx: %s |\n' "$R_ORM_COMMIT" "$TARGET_RATIO_LOOP" "$V_ORM_COMMIT"
+	printf '| ratio (ou)/(a'"'"') | **%.1fx** | | >= %sx: %s |\n' "$R_ORM_ONCE" "$TARGET_RATIO_LOOP" "$V_ORM_ONCE"
 fi
 printf '| (d) nothing due, right after a run (median of %s calls) | **%.3f ms** | first %.3f, max %.3f; in statement %.3f; bare search %.3f | < %s ms: %s |\n' \
 	"$NOTHING_DUE_CALLS" "$D_MED" "$D_FIRST" "$D_MAX" "$D_INSIDE" "$D_BARE" "$TARGET_NOTHING_DUE_MS" "$V_ND"
@@ -558,12 +573,12 @@ say "total time: $SECONDS s"
 # One line for run.sh's table across sizes: rows, due, medians of (a) (b)
 # (w) (p), longest batch, (o) (oc) (a') (c) when the loops ran, nothing due
 # after a run and after VACUUM (ms), pairs, loop rows, the bare search
-# after a run and after VACUUM (ms).
+# after a run and after VACUUM (ms), (ou) when the loops ran.
 if [[ -n $SUMMARY ]]; then
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$ROWS" "$DUE_COUNT" "$M_A" "$M_B" "$M_W" "$M_P" "$LONGEST" \
 		"${M_O:-}" "${M_OC:-}" "${M_AM:-}" "${M_C:-}" "$D_MED" "$V_MED" "$PAIRS" \
-		"$LOOP_ROWS" "$D_BARE" "$V_BARE" >>"$SUMMARY"
+		"$LOOP_ROWS" "$D_BARE" "$V_BARE" "${M_OU:-}" >>"$SUMMARY"
 fi
 
 if [[ $PLAN_OK -ne 1 ]]; then

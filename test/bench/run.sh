@@ -102,11 +102,11 @@ awk -F'\t' '{
 echo
 echo "The client loops against expire_subscriptions() on the same rows:"
 echo
-echo "| rows | rows expired | (a') expire_subscriptions() | (c) psql loop | (o) ORM, flush a row | (oc) ORM, commit a row | c/a' | o/a' | oc/a' |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| rows | rows expired | (a') expire_subscriptions() | (c) psql loop | (o) ORM, flush a row | (oc) ORM, commit a row | (ou) ORM, commit once | c/a' | o/a' | oc/a' | ou/a' |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 awk -F'\t' '$8 != "" {
-	printf "| %d | %d | %.3f | %.3f | %.3f | %.3f | %.1fx | %.1fx | %.1fx |\n",
-		$1, $15, $10, $11, $8, $9, $11 / $10, $8 / $10, $9 / $10
+	printf "| %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.1fx | %.1fx | %.1fx | %.1fx |\n",
+		$1, $15, $10, $11, $8, $9, $18, $11 / $10, $8 / $10, $9 / $10, $18 / $10
 }' "$SUMMARY"
 echo
 echo "Machine: $(nproc) CPUs, $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM."
