@@ -207,14 +207,15 @@ subexpire_register_worker(void)
 
 /*
  * Find the row of a shared catalog (pg_database or pg_authid) whose name
- * column equals "name", and report whether it exists and whether the flag
- * column is true.  A heap scan, not an index scan: a process connected to
- * no database may read the shared catalogs, but not open their name
- * indexes.  Both catalogs are small.
+ * column equals "name", and report whether it exists, its OID and whether
+ * the flag column is true.  A heap scan, not an index scan: a process
+ * connected to no database may read the shared catalogs, but not open
+ * their name indexes.  Both catalogs are small.
  */
 static bool
 shared_catalog_row(Oid catalog, AttrNumber name_column, const char *name,
-				   AttrNumber flag_column, bool *flag)
+				   AttrNumber oid_column, AttrNumber flag_column,
+				   Oid *oid, bool *flag)
 {
 	Relation	rel;
 	ScanKeyData key;
@@ -232,12 +233,34 @@ shared_catalog_row(Oid catalog, AttrNumber name_column, const char *name,
 		bool		isnull;
 
 		found = true;
+		*oid = DatumGetObjectId(heap_getattr(tuple, oid_column,
+											 RelationGetDescr(rel), &isnull));
 		*flag = DatumGetBool(heap_getattr(tuple, flag_column,
 										  RelationGetDescr(rel), &isnull));
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return found;
+}
+
+/*
+ * May the role connect to the database?  A role that may not would have
+ * its run worker's connection fail with a FATAL error at every retry.  The
+ * check reads pg_database, pg_authid and pg_auth_members through their
+ * caches, which a process connected to no database may use (they fall back
+ * to heap scans until the shared indexes are open).
+ */
+static bool
+may_connect(Oid dboid, Oid roleid)
+{
+	if (superuser_arg(roleid))
+		return true;
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(DatabaseRelationId, dboid, roleid,
+						   ACL_CONNECT) == ACLCHECK_OK;
+#else
+	return pg_database_aclcheck(dboid, roleid, ACL_CONNECT) == ACLCHECK_OK;
+#endif
 }
 
 /*
@@ -250,12 +273,14 @@ connection_problem(void)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	char	   *problem = NULL;
+	Oid			dboid;
+	Oid			roleid;
 	bool		flag;
 
 	StartTransactionCommand();
 	if (!shared_catalog_row(DatabaseRelationId, Anum_pg_database_datname,
-							subexpire_database, Anum_pg_database_datallowconn,
-							&flag))
+							subexpire_database, Anum_pg_database_oid,
+							Anum_pg_database_datallowconn, &dboid, &flag))
 		problem = psprintf("database \"%s\" named by subexpire.database does not exist; create it, or set subexpire.database and reload",
 						   subexpire_database);
 	else if (!flag)
@@ -264,13 +289,18 @@ connection_problem(void)
 	else if (subexpire_role[0] != '\0')
 	{
 		if (!shared_catalog_row(AuthIdRelationId, Anum_pg_authid_rolname,
-								subexpire_role, Anum_pg_authid_rolcanlogin,
-								&flag))
+								subexpire_role, Anum_pg_authid_oid,
+								Anum_pg_authid_rolcanlogin, &roleid, &flag))
 			problem = psprintf("role \"%s\" named by subexpire.role does not exist; create it (CREATE ROLE %s LOGIN), or set subexpire.role and reload",
 							   subexpire_role, quote_identifier(subexpire_role));
 		else if (!flag)
 			problem = psprintf("role \"%s\" named by subexpire.role may not log in; ALTER ROLE %s LOGIN",
 							   subexpire_role, quote_identifier(subexpire_role));
+		else if (!may_connect(dboid, roleid))
+			problem = psprintf("role \"%s\" named by subexpire.role may not connect to database \"%s\"; GRANT CONNECT ON DATABASE %s TO %s",
+							   subexpire_role, subexpire_database,
+							   quote_identifier(subexpire_database),
+							   quote_identifier(subexpire_role));
 	}
 
 	/* The message must outlive the transaction's memory. */
@@ -377,6 +407,16 @@ subexpire_scheduler_main(Datum arg)
 
 	/* No database: only the shared catalogs, to check database and role. */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	/*
+	 * may_connect() follows role memberships, which are cached; the cache is
+	 * reset on catalog changes (a GRANT of a role) only once this is set up,
+	 * which a connection without a database does not do by itself.  It reads
+	 * a catalog cache, so it needs a transaction.
+	 */
+	StartTransactionCommand();
+	initialize_acl();
+	CommitTransactionCommand();
 
 	SpinLockAcquire(&worker_state->mutex);
 	worker_state->scheduler_pid = MyProcPid;

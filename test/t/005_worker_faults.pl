@@ -1,6 +1,7 @@
 # Faults the worker survives without a crash loop: the role, the database,
-# the extension or the target table missing (logged once, retried, and
-# creating the missing thing is enough: no restart), and a run that fails
+# the extension or the target table missing, or the role without CONNECT
+# on the database (logged once, retried, and creating or granting the
+# missing thing is enough: no restart), and a run that fails
 # (recorded as failed, retried at the next scheduled time).  Last, a
 # database missing at start-up: the first scheduled time after it appears
 # runs the job.
@@ -161,6 +162,36 @@ is( $node->safe_psql('postgres', q{
     'schedule/succeeded', 'missing role: in a scheduled run that succeeded');
 ok($node->log_contains(qr/LOG:  subexpire: runs can start again/, $offset),
     'missing role: the log says runs can start again');
+
+# ---- a role that may not connect to the database ----
+
+# Found by the scheduler before it starts a run worker, whose connection
+# would otherwise fail with a FATAL error at every retry.
+$offset = -s $node->logfile;
+$node->safe_psql('postgres', 'REVOKE CONNECT ON DATABASE postgres FROM PUBLIC');
+$warning = 'role "no_such_role" named by subexpire.role may not connect to database "postgres"; '
+  . 'GRANT CONNECT ON DATABASE postgres TO no_such_role';
+wait_for_warning('no CONNECT', $warning, $offset);
+add_due('postgres', 5, 2);
+check_fault_holds('no CONNECT', $warning, $offset,
+    sub {
+        $node->safe_psql('postgres', 'SELECT count(*) FROM subexpire_runs') . ' runs, '
+          . active_in_batch('postgres', 5) . ' active';
+    });
+is(log_count(qr/FATAL:  permission denied for database/, $offset),
+    0, 'no CONNECT: no run worker was started only to be refused');
+# Granted through a role it is a member of: the scheduler follows the
+# membership as the connection would.
+$node->safe_psql('postgres', q{
+    CREATE ROLE may_connect NOLOGIN;
+    GRANT CONNECT ON DATABASE postgres TO may_connect;
+    GRANT may_connect TO no_such_role;
+});
+ok($node->poll_query_until('postgres', batch_expired_query(5, 2)),
+    'no CONNECT: once granted (through a group role), the worker runs as the role');
+is( log_count(qr/LOG:  subexpire: runs can start again/, $offset),
+    1, 'no CONNECT: the log says runs can start again');
+$node->safe_psql('postgres', 'GRANT CONNECT ON DATABASE postgres TO PUBLIC');
 reload_with($node, 'subexpire.role', '');
 
 # ---- a missing database ----
