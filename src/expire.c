@@ -428,8 +428,7 @@ heap_tables(SubexpireTarget *target)
 			HeapTable  *table = palloc(sizeof(HeapTable));
 
 			table->relid = relid;
-			table->name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-													 get_rel_name(relid));
+			table->name = subexpire_relation_name(relid);
 			tables = lappend(tables, table);
 		}
 	}
@@ -738,13 +737,8 @@ subexpire_due_rows_create(MemoryContext context)
 static bool
 refresh_table_name(HeapTable *table)
 {
-	char	   *relname = get_rel_name(table->relid);
-
-	if (relname == NULL)
-		return false;
-	table->name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(table->relid)),
-											 relname);
-	return true;
+	table->name = subexpire_relation_name(table->relid);
+	return table->name != NULL;
 }
 
 /*

@@ -68,6 +68,7 @@ typedef struct SubexpireTarget
 } SubexpireTarget;
 
 extern SubexpireTarget *subexpire_resolve_target(bool for_update);
+extern char *subexpire_relation_name(Oid relid);
 extern Oid	subexpire_target_owner(void);
 extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type);
 extern const char *subexpire_key_columns(SubexpireTarget *target);

@@ -306,6 +306,21 @@ subexpire_target_owner(void)
 }
 
 /*
+ * The schema-qualified, quoted name of a relation, to put in a statement;
+ * NULL when the relation is gone.
+ */
+char *
+subexpire_relation_name(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+
+	if (relname == NULL)
+		return NULL;
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  relname);
+}
+
+/*
  * Resolve the target that the settings describe.  With for_update, the
  * table is locked for the UPDATE to come and the caller must be allowed to
  * make it; without, only read (a dry run, or counting due rows).
@@ -323,9 +338,7 @@ subexpire_resolve_target(bool for_update)
 	Oid			collation;
 
 	target->relid = lookup_table(for_update, &target->relkind);
-	target->qualified_name =
-		quote_qualified_identifier(get_namespace_name(get_rel_namespace(target->relid)),
-								   get_rel_name(target->relid));
+	target->qualified_name = subexpire_relation_name(target->relid);
 
 	target->status_attnum = status_attnum = lookup_column(target, "subexpire.status_column",
 														  subexpire_status_column, is_status_type,
