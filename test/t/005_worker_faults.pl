@@ -109,6 +109,17 @@ sub check_fault_holds
     return;
 }
 
+# What a run in "postgres" would change: the runs recorded there, and the
+# rows of batch $k still active.
+sub runs_and_active
+{
+    my ($k) = @_;
+    return sub {
+        $node->safe_psql('postgres', 'SELECT count(*) FROM subexpire_runs') . ' runs, '
+          . active_in_batch('postgres', $k) . ' active';
+    };
+}
+
 # ---- set-up: the worker works in "postgres" ----
 
 create_reference_schema($node, 'postgres');
@@ -141,11 +152,7 @@ my $warning = 'role "no_such_role" named by subexpire.role does not exist';
 reload_with($node, 'subexpire.role', 'no_such_role');
 wait_for_warning('missing role', $warning, $offset);
 add_due('postgres', 2, 4);
-check_fault_holds('missing role', $warning, $offset,
-    sub {
-        $node->safe_psql('postgres', 'SELECT count(*) FROM subexpire_runs') . ' runs, '
-          . active_in_batch('postgres', 2) . ' active';
-    });
+check_fault_holds('missing role', $warning, $offset, runs_and_active(2));
 is(active_in_batch('postgres', 2), '4', 'missing role: the rows due are still active');
 
 $node->safe_psql('postgres', q{
@@ -173,11 +180,7 @@ $warning = 'role "no_such_role" named by subexpire.role may not connect to datab
   . 'GRANT CONNECT ON DATABASE postgres TO no_such_role';
 wait_for_warning('no CONNECT', $warning, $offset);
 add_due('postgres', 5, 2);
-check_fault_holds('no CONNECT', $warning, $offset,
-    sub {
-        $node->safe_psql('postgres', 'SELECT count(*) FROM subexpire_runs') . ' runs, '
-          . active_in_batch('postgres', 5) . ' active';
-    });
+check_fault_holds('no CONNECT', $warning, $offset, runs_and_active(5));
 is(log_count(qr/FATAL:  permission denied for database/, $offset),
     0, 'no CONNECT: no run worker was started only to be refused');
 # Granted through a role it is a member of: the scheduler follows the
