@@ -713,6 +713,12 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 	appendStringInfo(&out, "subscription_expiry_last_run_expired " INT64_FORMAT "\n",
 					 c.last_run_expired);
 
+	append_metric(&out, "subscription_expiry_last_run_longest_batch_seconds", "gauge",
+				  "How long the last worker run held rows locked at most; 0 if none.");
+	appendStringInfo(&out, "subscription_expiry_last_run_longest_batch_seconds %.6f\n",
+					 (c.runs_total > 0 && c.last_run_longest_batch >= 0)
+					 ? c.last_run_longest_batch / 1000000.0 : 0.0);
+
 	if (due >= 0)
 	{
 		append_metric(&out, "subscription_expiry_due", "gauge",

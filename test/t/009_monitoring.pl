@@ -35,6 +35,7 @@ my %families = (
     subscription_expiry_last_success_timestamp_seconds => 'gauge',
     subscription_expiry_last_expiry_timestamp_seconds  => 'gauge',
     subscription_expiry_last_run_expired               => 'gauge',
+    subscription_expiry_last_run_longest_batch_seconds => 'gauge',
     subscription_expiry_due                            => 'gauge',
     subscription_expiry_next_run_timestamp_seconds     => 'gauge',
 );
@@ -275,6 +276,8 @@ is($m->{$_}, $want{$_}, "after run 3: subexpire_metrics() has $_ $want{$_}")
 is($node->safe_psql('postgres', "SELECT count(*) FROM subscriptions WHERE status = 'expired'"),
     $m->{subscription_expiry_total}, 'subscription_expiry_total is the rows expired');
 ok($m->{subscription_expiry_duration_seconds_sum} > 0, 'the durations add up to more than 0');
+cmp_ok($m->{subscription_expiry_last_run_longest_batch_seconds}, '==', 0,
+    'the last run was manual: no longest batch, 0');
 ok( abs($m->{subscription_expiry_last_success_timestamp_seconds} - $v->{success}) <= 0.0011
       && abs($v->{success} - $v->{last_run}) < 1e-6,
     'last success: the start of run 3, as in subexpire_stats and subexpire_runs');

@@ -90,6 +90,14 @@ sub worker_run_once
     return $run;
 }
 
+# The last run's longest batch in subexpire_metrics(), as printed.
+sub metrics_longest_batch
+{
+    my ($line) = grep { /^subscription_expiry_last_run_longest_batch_seconds / }
+      split /\n/, $node->safe_psql('postgres', 'SELECT subexpire_metrics()');
+    return defined $line ? (split / /, $line)[1] : 'missing';
+}
+
 # The run's record, and whether the statistics show the same longest batch.
 sub record_of
 {
@@ -124,6 +132,8 @@ cmp_ok($longest, '<', 2,
 is($stats_agree, 't', 'subexpire_stats shows the same longest batch');
 is( $node->safe_psql('postgres', 'SELECT last_run_longest_batch IS NOT NULL FROM subexpire_stats'),
     't', 'which is not NULL');
+is(metrics_longest_batch(), sprintf('%.6f', $longest),
+    'subexpire_metrics() shows it, in seconds');
 
 # ---- a run that fails after two batches ----
 
@@ -158,5 +168,6 @@ is( $node->safe_psql('postgres', q{
     '1', 'has no longest batch: its transaction is its caller\'s');
 is($node->safe_psql('postgres', 'SELECT last_run_longest_batch IS NULL FROM subexpire_stats'),
     't', 'and the statistics say so');
+is(metrics_longest_batch(), '0.000000', 'and subexpire_metrics() shows 0');
 
 done_testing();
