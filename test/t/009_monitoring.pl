@@ -340,8 +340,8 @@ my $tests = slurp_file("$monitoring/alerts_test.yml");
 my %alerts = map { $_ => 1 } $rules =~ /^\s*- alert: (\w+)/mg;
 is_deeply([ sort keys %alerts ],
     [ sort qw(SubscriptionExpiryFailed SubscriptionExpiryNotRun SubscriptionExpiryNoExpiries
-          SubscriptionExpiryExcessive SubscriptionExpiryBacklog) ],
-    'alerts.yml has the five alerts');
+          SubscriptionExpiryExcessive SubscriptionExpiryLongLocks SubscriptionExpiryBacklog) ],
+    'alerts.yml has the six alerts');
 for my $alert (sort keys %alerts)
 {
     like($tests, qr/alertname: $alert\n\s+exp_alerts: \[\]/,
