@@ -273,6 +273,12 @@ run_case() {
 	[[ $n == "$expect" ]] || fail "$what: reported $n rows, expected $expect"
 	[[ $secs =~ ^[0-9.]+$ ]] || fail "$what: no time measured (got '$out')"
 	verify "$as_of" "$expect" "$what"
+	# Only (w) may have the worker expire rows: a run of it in another
+	# case's copy would be timed as that case.
+	if [[ $case != w && $(psqlc -At -c "SELECT count(*) FROM subexpire_runs
+		WHERE trigger <> 'manual' AND expired_count > 0") != 0 ]]; then
+		fail "$what: the background worker expired rows during this case"
+	fi
 	case $case in
 		a) T_A+=("$secs") ;;
 		b) T_B+=("$secs") ;;

@@ -227,7 +227,10 @@ wait_until() {
 }
 
 # bench_worker_run: the worker is turned on (it runs every second), then
-# off once a run of it has expired rows and none is running.  Prints "rows
+# off once a run of it has expired rows and none is running, and it waits
+# until the scheduler has taken the reload (no next run): a run started in
+# between would otherwise expire the rows of the next case's fresh copy
+# (seen as a 1 s pg_cron run that found nothing due).  Prints "rows
 # seconds longest_batch_seconds", from the run records: the time from the
 # start of the run's first transaction to the end of its last (the
 # worker's start-up before the run is not counted).
@@ -239,6 +242,9 @@ bench_worker_run() {
 		        AND count(*) FILTER (WHERE status = 'running') = 0
 		 FROM subexpire_runs WHERE trigger <> 'manual'"
 	psqlpg -c 'ALTER SYSTEM RESET subexpire.enabled' -c 'SELECT pg_reload_conf()' >/dev/null
+	wait_until "the worker turned off" bench 60 \
+		"SELECT (SELECT next_run_at IS NULL FROM subexpire_stats)
+		        AND NOT EXISTS (SELECT FROM subexpire_runs WHERE status = 'running')"
 	failed=$(psqlc -At -c "SELECT string_agg(error, '; ') FROM subexpire_runs WHERE status = 'failed'")
 	[[ -z $failed ]] || fail "the worker's run failed: $failed"
 	psqlc -At -F ' ' -c "SELECT sum(expired_count),
