@@ -397,6 +397,16 @@ subexpire_stats_run_succeeded_in_xact(TimestampTz started_at,
 	pending_run.expired = expired;
 }
 
+/*
+ * Whether the last run has a longest batch: a worker run that expired rows
+ * (NULL in subexpire_stats, 0 in subexpire_metrics() otherwise).
+ */
+static bool
+has_longest_batch(const SubexpireCounters *c)
+{
+	return c->runs_total > 0 && c->last_run_longest_batch >= 0;
+}
+
 static SubexpireCounters
 read_counters(void)
 {
@@ -566,7 +576,7 @@ stats_internal(FunctionCallInfo fcinfo, StatsApiVersion api_version)
 	if (api_version >= STATS_V1_1)
 	{
 		values[15] = interval_datum(c.last_run_longest_batch);
-		nulls[15] = (c.runs_total == 0 || c.last_run_longest_batch < 0);
+		nulls[15] = !has_longest_batch(&c);
 	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
@@ -716,8 +726,7 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 	append_metric(&out, "subscription_expiry_last_run_longest_batch_seconds", "gauge",
 				  "How long the last worker run held rows locked at most; 0 if none.");
 	appendStringInfo(&out, "subscription_expiry_last_run_longest_batch_seconds %.6f\n",
-					 (c.runs_total > 0 && c.last_run_longest_batch >= 0)
-					 ? c.last_run_longest_batch / 1000000.0 : 0.0);
+					 has_longest_batch(&c) ? c.last_run_longest_batch / 1000000.0 : 0.0);
 
 	if (due >= 0)
 	{

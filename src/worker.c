@@ -670,13 +670,8 @@ run_batched(const char *trigger, bool record_longest)
 		} while (round_expired > 0);
 
 		/*
-		 * Come back for the listed rows the batches could not take (locked,
-		 * or changed since the list), and for the rows that became due
-		 * meanwhile.  When the batches took every listed row, nothing is left
-		 * of what was due at the list's snapshot, and the search is left out:
-		 * it would step over the index entries of every row just expired,
-		 * dead until VACUUM, to find the few that became due after the list,
-		 * which the next run takes.
+		 * Come back for the listed rows the batches could not take, unless
+		 * they took them all (why: see TableDueRows in src/expire.c).
 		 */
 		step_started_at = GetCurrentTimestamp();
 		begin_step("subexpire: finishing the run");
