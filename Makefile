@@ -12,6 +12,7 @@ OBJS = \
 	src/subexpire.o \
 	src/subxact.o \
 	src/target.o \
+	src/walwriter.o \
 	src/worker.o
 PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 

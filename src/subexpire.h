@@ -133,6 +133,10 @@ extern void subexpire_announce_run(const char *trigger, int64 run_id,
 								   const SubexpireRunResult *result);
 extern void subexpire_prune_runs(void);
 
+/* The WAL writer woken while a batch runs (src/walwriter.c). */
+extern void subexpire_start_waking_wal_writer(void);
+extern void subexpire_stop_waking_wal_writer(void);
+
 /* The background worker (src/worker.c). */
 extern void subexpire_register_worker(void);
 extern void subexpire_worker_status(int *pid, TimestampTz *next_run_at);

@@ -647,9 +647,11 @@ run_batched(const char *trigger, bool record_longest)
 				begin_step("subexpire: expiring a batch");
 				target = subexpire_resolve_target(true);
 				subexpire_register_run_xact();
+				subexpire_start_waking_wal_writer();
 				added.expired_count = subexpire_expire_batch(target, as_of, as_of,
 															 subexpire_batch_size,
 															 due_rows, &more);
+				subexpire_stop_waking_wal_writer();
 				added.skipped_locked = 0;
 
 				/*
@@ -707,6 +709,7 @@ run_batched(const char *trigger, bool record_longest)
 	{
 		ErrorData  *edata;
 
+		subexpire_stop_waking_wal_writer();
 		MemoryContextSwitchTo(run_context);
 		edata = CopyErrorData();
 		FlushErrorState();
