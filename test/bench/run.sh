@@ -16,7 +16,7 @@
 #   test/bench/run.sh --sizes 1000000 --dues 0.2 --no-gentle
 # Options: --sizes "N ..." (100000 1000000 10000000), --dues "F ..."
 # (0.1 0.2), --pairs K (3), --loops-at N (1000000), --gentle-rows N
-# (5000000), --gentle-due M (1000000), --small-batch B (100: gentle.sh
+# (5000000), --gentle-due M (1000000), --small-batch B (1000: gentle.sh
 # again, on 1M rows with 200,000 due, at subexpire.batch_size B), --no-idle,
 # --no-gentle, --out DIR.
 # Takes about 70 minutes with the defaults on a 2-CPU machine.
@@ -29,7 +29,7 @@ PAIRS=3
 LOOPS_AT=1000000
 GENTLE_ROWS=5000000
 GENTLE_DUE=1000000
-SMALL_BATCH=100
+SMALL_BATCH=1000
 IDLE=1
 GENTLE=1
 OUT=${TMPDIR:-/tmp}/subexpire-bench-$(date -u +%Y%m%d-%H%M%S)
