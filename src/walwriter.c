@@ -11,8 +11,8 @@
  * default) unless a commit wakes it, and during a batch nothing does.  Up
  * to 200 ms of the batch's WAL then waits unflushed, and the application's
  * next commit has to flush all of it before its own commit record: that
- * wait, not the row locks, is what made the application's p99 latency
- * 3 to 4 times longer while the worker ran (test/bench/gentle.sh).
+ * wait, more than the row locks, is what made the application's p99
+ * latency 3 to 4 times longer while the worker ran (test/bench/gentle.sh).
  *
  * So while a batch runs, a timer wakes the WAL writer every few
  * milliseconds, as an asynchronous commit would.  What the WAL writer then
