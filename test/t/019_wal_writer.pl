@@ -52,13 +52,7 @@ $node->safe_psql('postgres', q{
 });
 add_subscriptions($node, 'postgres', $rows, "'2000-01-01 00:00+00'");
 
-# One run: with the last success set back to 2001, turning the worker on
-# makes one catch-up run at once, and the yearly schedule none after it.
-$node->safe_psql('postgres', q{
-    INSERT INTO subexpire_runs ("trigger", as_of, started_at, finished_at, status)
-    VALUES ('schedule', '2001-06-01', '2001-06-01', '2001-06-01', 'succeeded');
-});
-reload_with($node, 'subexpire.enabled', 'on');
+start_one_catch_up_run($node);
 
 # The flushed WAL position each time the run worker is found in its
 # trigger's sleep, until the run has ended.

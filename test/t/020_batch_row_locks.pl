@@ -53,13 +53,7 @@ my ($first, $in_first_piece, $last) = map {
 } ('', 'OFFSET 500', 'DESC');
 $node->safe_psql('postgres', "INSERT INTO hold_on VALUES ('$first')");
 
-# One run: with the last success set back to 2001, turning the worker on
-# makes one catch-up run at once, and the yearly schedule none after it.
-$node->safe_psql('postgres', q{
-    INSERT INTO subexpire_runs ("trigger", as_of, started_at, finished_at, status)
-    VALUES ('schedule', '2001-06-01', '2001-06-01', '2001-06-01', 'succeeded');
-});
-reload_with($node, 'subexpire.enabled', 'on');
+start_one_catch_up_run($node);
 ok( $node->poll_query_until('postgres', q{
         SELECT EXISTS (SELECT FROM pg_stat_activity
                        WHERE backend_type = 'subexpire run' AND wait_event = 'PgSleep')}),

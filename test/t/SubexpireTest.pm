@@ -8,7 +8,8 @@ use Exporter 'import';
 use File::Basename qw(dirname);
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(create_reference_schema add_subscriptions reload_with);
+our @EXPORT = qw(create_reference_schema add_subscriptions reload_with
+  start_one_catch_up_run);
 
 # Create the reference schema (test/reference_schema.sql) in $dbname.
 sub create_reference_schema
@@ -43,6 +44,20 @@ sub reload_with
     $node->reload;
     $node->poll_query_until('postgres', "SHOW $name", $value)
       or die "$name did not become $value";
+    return;
+}
+
+# Start one worker run on $node, whose worker is off with a yearly
+# schedule: with the last success set back to 2001, turning the worker on
+# makes one catch-up run at once, and the schedule none after it.
+sub start_one_catch_up_run
+{
+    my ($node) = @_;
+    $node->safe_psql('postgres', q{
+        INSERT INTO subexpire_runs ("trigger", as_of, started_at, finished_at, status)
+        VALUES ('schedule', '2001-06-01', '2001-06-01', '2001-06-01', 'succeeded');
+    });
+    reload_with($node, 'subexpire.enabled', 'on');
     return;
 }
 
