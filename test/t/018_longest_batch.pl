@@ -64,18 +64,13 @@ sub reset_subscriptions
     return;
 }
 
-# One worker run, and no other: with the worker's last success set back
-# to 2001, turning it on makes one catch-up run at once, and the yearly
-# schedule none after it.  Returns the run's id once the run has ended
-# and the statistics count it.
+# One worker run, and no other.  Returns the run's id once the run has
+# ended and the statistics count it.
 sub worker_run_once
 {
-    $node->safe_psql('postgres', q{
-        DELETE FROM subexpire_runs WHERE "trigger" <> 'manual';
-        INSERT INTO subexpire_runs ("trigger", as_of, started_at, finished_at, status)
-        VALUES ('schedule', '2001-06-01', '2001-06-01', '2001-06-01', 'succeeded');
-    });
-    reload_with($node, 'subexpire.enabled', 'on');
+    $node->safe_psql('postgres',
+        q{DELETE FROM subexpire_runs WHERE "trigger" <> 'manual'});
+    start_one_catch_up_run($node);
     $node->poll_query_until('postgres', q{
         SELECT count(*) = 1 FROM subexpire_runs
         WHERE "trigger" = 'catch-up' AND status <> 'running'})
