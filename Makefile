@@ -21,7 +21,7 @@ PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 DATA = $(wildcard sql/subexpire--*.sql)
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile
+REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile owner
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out

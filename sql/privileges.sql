@@ -36,8 +36,9 @@ SET ROLE regress_subexpire_app;
 SELECT * FROM expire_subscriptions('2026-06-01 00:00+00', dry_run => true);
 RESET ROLE;
 
--- A trigger on the table sees the caller as current_user: the job does
--- not run the application's triggers with anyone else's rights.
+-- A trigger on the table sees the table's owner as current_user, whoever
+-- calls: the job runs the owner's code with the owner's rights, never with
+-- the caller's (a superuser's included), as VACUUM does.
 CREATE TABLE public.audit (who name, n int, old_status text, new_status text);
 GRANT INSERT ON public.audit TO regress_subexpire_app;
 CREATE FUNCTION public.audit_status() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -67,10 +67,29 @@
 /*
  * Parameters shared by every statement: $1 the expired word, $2 the active
  * word, $3 the bound on the expiry column, $4 the run's time for the
- * updated-at column, $5 a row's ctid (only in the one-row UPDATE) and $6
- * the ctids of a batch's rows (only in the worker's batches).
+ * updated-at column, $5 a row's ctid (only in the one-row UPDATE), $6 the
+ * ctids of a batch's rows (only in the worker's batches) and $7 the
+ * transactions of this run that left rows due (see KeptRows; only when
+ * the target counts by outcome).
  */
-#define PARAM_COUNT 6
+#define PARAM_COUNT 7
+
+/*
+ * The rows that this run updated but that are still due, because a BEFORE
+ * trigger kept their status as it was.  They are counted, and every later
+ * statement of the run leaves out the row versions that the run's own
+ * transactions wrote (their xmin), so that a run considers each due row at
+ * most once, and no trigger can make it come back for the same rows
+ * without end.
+ */
+struct SubexpireKeptRows
+{
+	MemoryContext context;		/* lives as long as the run */
+	int64		count;
+	int			nxids;
+	int			maxxids;
+	TransactionId *xids;
+};
 
 typedef struct StatementParams
 {
@@ -95,9 +114,70 @@ static CachedStatement expire_statement;
 static CachedStatement count_statement;
 static CachedStatement probe_statement;
 
+/* $7: the transactions of the run that left rows due. */
+static void
+set_kept_param(StatementParams *params, const SubexpireKeptRows *kept)
+{
+	Datum	   *xids = palloc((kept ? kept->nxids : 0) * sizeof(Datum) + 1);
+	int			n = kept ? kept->nxids : 0;
+
+	for (int i = 0; i < n; i++)
+		xids[i] = TransactionIdGetDatum(kept->xids[i]);
+	params->values[6] = PointerGetDatum(construct_array(xids, n, XIDOID,
+														sizeof(TransactionId),
+														true, TYPALIGN_INT));
+	params->nulls[6] = ' ';
+}
+
+SubexpireKeptRows *
+subexpire_kept_rows_create(MemoryContext context)
+{
+	SubexpireKeptRows *kept = MemoryContextAllocZero(context,
+													 sizeof(SubexpireKeptRows));
+
+	kept->context = context;
+	return kept;
+}
+
+int64
+subexpire_kept_rows_count(const SubexpireKeptRows *kept)
+{
+	return kept->count;
+}
+
+/*
+ * The statement just run in the current (sub)transaction updated "count"
+ * rows that stay due: remember the transaction, whose row versions the
+ * run's later statements leave out, and refresh $7.
+ */
+static void
+note_kept_rows(SubexpireKeptRows *kept, StatementParams *params,
+			   uint64 count)
+{
+	TransactionId xid = GetCurrentTransactionId();
+
+	kept->count += count;
+	if (kept->nxids == 0 || kept->xids[kept->nxids - 1] != xid)
+	{
+		if (kept->nxids == kept->maxxids)
+		{
+			kept->maxxids = Max(16, kept->maxxids * 2);
+			if (kept->xids == NULL)
+				kept->xids = MemoryContextAlloc(kept->context,
+												kept->maxxids * sizeof(TransactionId));
+			else
+				kept->xids = repalloc(kept->xids,
+									  kept->maxxids * sizeof(TransactionId));
+		}
+		kept->xids[kept->nxids++] = xid;
+	}
+	set_kept_param(params, kept);
+}
+
 static void
 set_params(StatementParams *params, SubexpireTarget *target,
-		   TimestampTz as_of, TimestampTz run_time)
+		   TimestampTz as_of, TimestampTz run_time,
+		   const SubexpireKeptRows *kept)
 {
 	TimestampTz bound = as_of;
 
@@ -117,57 +197,111 @@ set_params(StatementParams *params, SubexpireTarget *target,
 	params->types[3] = OidIsValid(target->updated_type) ? target->updated_type : TIMESTAMPTZOID;
 	params->types[4] = TIDOID;
 	params->types[5] = TIDARRAYOID;
+	params->types[6] = XIDARRAYOID;
 
 	params->values[0] = target->expired_word;
 	params->values[1] = target->active_word;
-	params->values[2] = subexpire_timestamp_for_column(bound, target->expires_type);
-	params->values[3] = subexpire_timestamp_for_column(run_time, params->types[3]);
+	params->values[2] = subexpire_timestamp_for_column(bound, target->expires_type,
+													   subexpire_grace_period > 0
+													   ? "as_of minus subexpire.grace_period"
+													   : "as_of",
+													   target->expires_column);
+	params->values[3] = subexpire_timestamp_for_column(run_time, params->types[3],
+													   "the run's time",
+													   target->updated_column
+													   ? target->updated_column
+													   : "(none)");
 	params->values[4] = (Datum) 0;
 	params->values[5] = (Datum) 0;
 
 	memset(params->nulls, ' ', PARAM_COUNT);
 	params->nulls[4] = 'n';
 	params->nulls[5] = 'n';
+	set_kept_param(params, kept);
 }
 
-/* "status = $2 AND expires_at <= $3", operators pinned to pg_catalog. */
+/*
+ * "status = $2 AND expires_at <= $3", operators pinned to pg_catalog; when
+ * the target counts by outcome, leaving out the row versions that this run
+ * wrote and left due ($7).
+ */
 static void
 append_due_condition(StringInfo sql, SubexpireTarget *target)
 {
 	appendStringInfo(sql, "%s OPERATOR(pg_catalog.=) $2 AND %s OPERATOR(pg_catalog.<=) $3",
 					 target->status_column, target->expires_column);
+	if (target->count_outcome)
+		appendStringInfoString(sql, " AND NOT (xmin OPERATOR(pg_catalog.=) ANY ($7))");
 }
 
 /*
- * " RETURNING <key>" when subexpire.log_expired asks for one line per
- * expired row: the primary key's columns, or the ctid of a table that has
- * none.
+ * The RETURNING list of the UPDATEs: when the target counts by outcome,
+ * whether each row got the expired word; when subexpire.log_expired asks
+ * for one line per expired row, its key (the primary key's columns, or the
+ * ctid of a table that has none).  Without either, none: the rows the
+ * UPDATE processed are the rows it expired.
  */
 static void
 append_returning(StringInfo sql, SubexpireTarget *target)
 {
-	if (subexpire_log_expired)
+	if (target->count_outcome)
+		appendStringInfo(sql, " RETURNING %s OPERATOR(pg_catalog.=) $1%s%s",
+						 target->status_column,
+						 subexpire_log_expired ? ", " : "",
+						 subexpire_log_expired ? subexpire_key_columns(target) : "");
+	else if (subexpire_log_expired)
 		appendStringInfo(sql, " RETURNING %s", subexpire_key_columns(target));
 }
 
 /*
- * Check the result of one of the UPDATEs, and log the rows it expired when
- * subexpire.log_expired is on: the key is the returned columns from
- * key_from on.  Returns how many it expired.
+ * Check the result of one of the UPDATEs, count the rows it expired, and
+ * log them when subexpire.log_expired is on.  When the target counts by
+ * outcome, a row counts only when it was given the expired word; the others
+ * are added to "kept".  Returns how many it expired, and in *processed, when
+ * not NULL, how many rows it updated.
  */
 static uint64
-finish_update(int rc, SubexpireTarget *target, const char *what, int key_from)
+finish_update(int rc, SubexpireTarget *target, const char *what,
+			  SubexpireKeptRows *kept, StatementParams *params,
+			  uint64 *processed)
 {
+	int			key_from = target->count_outcome ? 2 : 1;
+	uint64		expired = SPI_processed;
+
 	if (rc != SPI_OK_UPDATE && rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
-	if (rc == SPI_OK_UPDATE_RETURNING && subexpire_log_expired)
+	if (processed != NULL)
+		*processed = SPI_processed;
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		return expired;
+	if (target->count_outcome)
+	{
+		expired = 0;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		given = SPI_getbinval(SPI_tuptable->vals[i],
+											  SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull && DatumGetBool(given))
+				expired++;
+		}
+		if (expired < SPI_processed)
+			note_kept_rows(kept, params, SPI_processed - expired);
+	}
+	if (subexpire_log_expired)
 	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			StringInfoData key;
+			bool		isnull;
 
+			if (target->count_outcome &&
+				!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], desc, 1,
+											&isnull)))
+				continue;
 			initStringInfo(&key);
 			for (int col = key_from; col <= desc->natts; col++)
 			{
@@ -183,7 +317,7 @@ finish_update(int rc, SubexpireTarget *target, const char *what, int key_from)
 			pfree(key.data);
 		}
 	}
-	return SPI_processed;
+	return expired;
 }
 
 /* "UPDATE rel SET status = $1, updated_at = $4 WHERE " */
@@ -295,8 +429,27 @@ subexpire_count_due(SubexpireTarget *target, TimestampTz as_of)
 {
 	StatementParams params;
 
-	set_params(&params, target, as_of, as_of);
+	set_params(&params, target, as_of, as_of, NULL);
 	return count_due_rows(target, &params);
+}
+
+/*
+ * Say how many rows the run updated that stayed due, if any: a trigger
+ * kept their status, so they are not counted as expired, and the run did
+ * not come back for them.
+ */
+void
+subexpire_warn_kept_rows(const SubexpireTarget *target,
+						 const SubexpireKeptRows *kept)
+{
+	if (kept->count > 0)
+		ereport(WARNING,
+				(errmsg_plural("%lld due subscription in %s stayed due after the run updated it",
+							   "%lld due subscriptions in %s stayed due after the run updated them",
+							   (unsigned long) kept->count,
+							   (long long) kept->count, target->qualified_name),
+				 errdetail("A BEFORE trigger on the table gave them another status than subexpire.expired_status; they are not counted as expired, and the run did not try them again."),
+				 errhint("Check the table's triggers; the next run tries them again.")));
 }
 
 /* One statement with its lock_timeout, for subexpire_try(). */
@@ -305,8 +458,9 @@ typedef struct LockWaitStep
 	SPIPlanPtr	plan;
 	SubexpireTarget *target;
 	StatementParams *params;
+	SubexpireKeptRows *kept;
 	int			timeout_ms;
-	uint64		processed;
+	uint64		expired;
 } LockWaitStep;
 
 static void
@@ -322,7 +476,8 @@ execute_step(void *arg)
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	rc = SPI_execute_plan(step->plan, step->params->values,
 						  step->params->nulls, false, 0);
-	step->processed = finish_update(rc, step->target, "expiring due rows", 1);
+	step->expired = finish_update(rc, step->target, "expiring due rows",
+								  step->kept, step->params, NULL);
 	AtEOXact_GUC(true, guc_level);
 }
 
@@ -330,21 +485,21 @@ execute_step(void *arg)
  * Execute plan with lock_timeout set to timeout_ms, in a subtransaction.
  * Returns false, with the statement's work undone, when it gave up waiting
  * for a row lock (lock timeout or deadlock; *deadlocked says which); true,
- * with the number of rows it changed in *processed, when it ran.  Any other
+ * with the number of rows it expired in *expired, when it ran.  Any other
  * error propagates.
  */
 static bool
 execute_with_lock_wait(SPIPlanPtr plan, SubexpireTarget *target,
-					   StatementParams *params, int timeout_ms,
-					   uint64 *processed, bool *deadlocked)
+					   StatementParams *params, SubexpireKeptRows *kept,
+					   int timeout_ms, uint64 *expired, bool *deadlocked)
 {
-	LockWaitStep step = {plan, target, params, timeout_ms, 0};
+	LockWaitStep step = {plan, target, params, kept, timeout_ms, 0};
 	ErrorData  *error = subexpire_try(execute_step, &step);
 
 	*deadlocked = false;
 	if (error == NULL)
 	{
-		*processed = step.processed;
+		*expired = step.expired;
 		return true;
 	}
 	if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
@@ -389,8 +544,8 @@ is_partition_key_column(Relation rel, const char *column)
 
 /*
  * The tables that hold the target's rows: the table itself, its
- * inheritance children, or a partitioned table's leaf partitions.  A
- * foreign partition is refused: its rows cannot be locked or found by ctid.
+ * inheritance children, or a partitioned table's leaf partitions
+ * (subexpire_open_target() has refused foreign ones).
  */
 static List *
 heap_tables(SubexpireTarget *target)
@@ -417,12 +572,6 @@ heap_tables(SubexpireTarget *target)
 				is_partition_key_column(rel, updated_name);
 			table_close(rel, NoLock);
 		}
-		else if (relkind == RELKIND_FOREIGN_TABLE)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot expire subscriptions in foreign table %s, a partition of %s",
-							get_rel_name(relid), target->qualified_name),
-					 errhint("Expire them on the server that holds them.")));
 		else if (relkind == RELKIND_RELATION)
 		{
 			HeapTable  *table = palloc(sizeof(HeapTable));
@@ -459,7 +608,7 @@ append_leaf_update_head(StringInfo sql, SubexpireTarget *target,
 /* Expire every due row of one table that nobody else holds locked. */
 static uint64
 expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
-					 StatementParams *params)
+					 StatementParams *params, SubexpireKeptRows *kept)
 {
 	StringInfoData sql;
 	int			rc;
@@ -476,7 +625,8 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
 
 	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
-	return finish_update(rc, target, "expiring unlocked rows", 1);
+	return finish_update(rc, target, "expiring unlocked rows", kept, params,
+						 NULL);
 }
 
 /*
@@ -488,7 +638,8 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
  */
 static uint64
 expire_locked_rows(SubexpireTarget *target, HeapTable *table,
-				   StatementParams *params, TimestampTz deadline)
+				   StatementParams *params, SubexpireKeptRows *kept,
+				   TimestampTz deadline)
 {
 	StringInfoData sql;
 	SPIPlanPtr	one_row;
@@ -535,8 +686,8 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 		params->values[4] = SPI_getbinval(candidates->vals[i],
 										  candidates->tupdesc, 1, &isnull);
 		params->nulls[4] = ' ';
-		if (execute_with_lock_wait(one_row, target, params, (int) wait_ms,
-								   &processed, &deadlocked))
+		if (execute_with_lock_wait(one_row, target, params, kept,
+								   (int) wait_ms, &processed, &deadlocked))
 			expired += processed;
 		else if (deadlocked)
 			break;
@@ -597,7 +748,7 @@ count_skipped_rows(SubexpireTarget *target, StatementParams *params)
  */
 static uint64
 expire_around_locks(SubexpireTarget *target, StatementParams *params,
-					bool may_wait, int64 *skipped)
+					SubexpireKeptRows *kept, bool may_wait, int64 *skipped)
 {
 	List	   *tables = heap_tables(target);
 	TimestampTz deadline;
@@ -605,7 +756,7 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 	ListCell   *lc;
 
 	foreach(lc, tables)
-		expired += expire_unlocked_rows(target, lfirst(lc), params);
+		expired += expire_unlocked_rows(target, lfirst(lc), params, kept);
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   subexpire_lock_wait);
@@ -616,14 +767,15 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 	 */
 	if (may_wait)
 		foreach(lc, tables)
-			expired += expire_locked_rows(target, lfirst(lc), params, deadline);
+			expired += expire_locked_rows(target, lfirst(lc), params, kept,
+										  deadline);
 
 	/*
 	 * Rows released since, and rows that a committed update moved to a new
 	 * version (so that the one-row UPDATE no longer found them by ctid).
 	 */
 	foreach(lc, tables)
-		expired += expire_unlocked_rows(target, lfirst(lc), params);
+		expired += expire_unlocked_rows(target, lfirst(lc), params, kept);
 
 	*skipped = count_skipped_rows(target, params);
 	return expired;
@@ -632,11 +784,13 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 /*
  * Expire every row of the target due at as_of, setting the updated-at
  * column (when configured) to run_time, in the current transaction.  The
- * caller is connected to SPI and has resolved the target for update.
+ * caller is connected to SPI and has opened the target for a run; rows
+ * that triggers kept due are added to "kept", and rows that the run's
+ * transactions in "kept" left due are left out.
  */
 SubexpireRunResult
 subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
-					 TimestampTz run_time)
+					 TimestampTz run_time, SubexpireKeptRows *kept)
 {
 	SubexpireRunResult result = {0, 0};
 	StatementParams params;
@@ -645,7 +799,7 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 	uint64		processed;
 	bool		deadlocked;
 
-	set_params(&params, target, as_of, run_time);
+	set_params(&params, target, as_of, run_time, kept);
 
 	if (!any_due_rows(target, &params))
 		return result;
@@ -656,12 +810,12 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 	append_returning(&sql, target);
 	plan = cached_plan(&expire_statement, sql.data, &params);
 
-	if (execute_with_lock_wait(plan, target, &params, subexpire_lock_wait,
-							   &processed, &deadlocked))
+	if (execute_with_lock_wait(plan, target, &params, kept,
+							   subexpire_lock_wait, &processed, &deadlocked))
 		result.expired_count = (int64) processed;
 	else
 		result.expired_count = (int64) expire_around_locks(target, &params,
-														   !deadlocked,
+														   kept, !deadlocked,
 														   &result.skipped_locked);
 
 	if (result.skipped_locked > 0)
@@ -832,7 +986,7 @@ collect_table(SubexpireTarget *target, TableDueRows *due,
  */
 bool
 subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
-						SubexpireDueRows *rows)
+						SubexpireDueRows *rows, const SubexpireKeptRows *kept)
 {
 	StatementParams params;
 	int64		budget = (int64) maintenance_work_mem * 1024 / sizeof(ItemPointerData);
@@ -840,7 +994,7 @@ subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 	bool		any = false;
 	ListCell   *lc;
 
-	set_params(&params, target, as_of, as_of);
+	set_params(&params, target, as_of, as_of, kept);
 	if (first)
 	{
 		MemoryContext old = MemoryContextSwitchTo(rows->context);
@@ -902,14 +1056,15 @@ subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 int64
 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 					   TimestampTz run_time, int64 limit,
-					   SubexpireDueRows *rows, bool *more)
+					   SubexpireDueRows *rows, SubexpireKeptRows *kept,
+					   bool *more)
 {
 	StatementParams params;
 	int64		offered = 0;
 	int64		expired = 0;
 	ListCell   *lc;
 
-	set_params(&params, target, as_of, run_time);
+	set_params(&params, target, as_of, run_time, kept);
 	*more = false;
 	foreach(lc, rows->tables)
 	{
@@ -956,7 +1111,7 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 			Datum	   *tids = palloc(piece * sizeof(Datum));
 			ArrayType  *array;
 			int			rc;
-			int64		taken;
+			uint64		taken;
 
 			for (int i = 0; i < piece; i++)
 				tids[i] = PointerGetDatum(&due->tids[due->next + i]);
@@ -970,9 +1125,9 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 			count -= piece;
 
 			rc = SPI_execute_plan(plan, params.values, params.nulls, false, 0);
-			taken = (int64) finish_update(rc, target, "expiring a batch", 1);
-			rows->not_taken += piece - taken;
-			expired += taken;
+			expired += (int64) finish_update(rc, target, "expiring a batch",
+											 kept, &params, &taken);
+			rows->not_taken += piece - (int64) taken;
 			SPI_freetuptable(SPI_tuptable);
 			pfree(array);
 			pfree(tids);
@@ -1066,9 +1221,15 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	/*
+	 * A caller who may not run (no rights on the table, a target that does
+	 * not exist) is refused here, before a run has started: nothing is
+	 * recorded or counted, since no run took place.
+	 */
+	target = subexpire_open_target(dry_run ? SUBEXPIRE_FOR_COUNT : SUBEXPIRE_FOR_RUN);
+
 	if (dry_run)
-		result.expired_count = subexpire_count_due(subexpire_resolve_target(false),
-												   as_of);
+		result.expired_count = subexpire_count_due(target, as_of);
 	else
 	{
 		MemoryContext run_context = CurrentMemoryContext;
@@ -1079,14 +1240,15 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 		 */
 		PG_TRY();
 		{
+			SubexpireKeptRows *kept = subexpire_kept_rows_create(run_context);
 			TimestampTz finished_at;
 			int64		run_id;
 
-			target = subexpire_resolve_target(true);
 			subexpire_register_run_xact();
 			if (subexpire_max_expired_per_run > 0)
 				subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
-			result = subexpire_expire_due(target, as_of, started_at);
+			result = subexpire_expire_due(target, as_of, started_at, kept);
+			subexpire_warn_kept_rows(target, kept);
 			/* Rows that became due while the run went on count too. */
 			subexpire_check_max_expired(result.expired_count, as_of);
 			finished_at = GetCurrentTimestamp();
@@ -1112,6 +1274,7 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 		PG_END_TRY();
 	}
 
+	subexpire_close_target(target);
 	SPI_finish();
 
 	/* One row: (expired_count, processed_at). */

@@ -105,7 +105,7 @@ index_step(void *arg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	target = subexpire_resolve_target(false);
+	target = subexpire_open_target(SUBEXPIRE_FOR_MONITOR);
 	if (has_due_row_index(target->relid, target->status_attnum,
 						  target->expires_attnum))
 		add_check(rows, "index", "ok",
@@ -116,6 +116,7 @@ index_step(void *arg)
 				  psprintf("no index serves the due-row search, so every run scans %s; create one: CREATE INDEX ON %s (%s, %s)",
 						   target->qualified_name, target->qualified_name,
 						   target->status_column, target->expires_column));
+	subexpire_close_target(target);
 	SPI_finish();
 }
 

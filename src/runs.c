@@ -125,19 +125,6 @@ extension_schema(void)
 	return schema;
 }
 
-static Oid
-relation_owner(Oid relid)
-{
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
 /*
  * Execute a statement on subexpire_runs with the rights of its owner.
  * sql_template names the table with %s.  Returns SPI's result code.
@@ -170,7 +157,7 @@ execute_as_owner(const char *sql_template, int nargs, Oid *types,
 	 * nothing else could be picked up.
 	 */
 	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-	SetUserIdAndSecContext(relation_owner(runs_relid),
+	SetUserIdAndSecContext(subexpire_relation_owner(runs_relid),
 						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	guc_level = NewGUCNestLevel();
@@ -279,9 +266,18 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 								   "WHERE run_id OPERATOR(pg_catalog.=) $1",
 								   nargs == 6 ? ", longest_batch = $6" : ""),
 						  nargs, types, values, nulls);
-	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
+	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "updating run %lld failed: %s", (long long) run_id,
 			 SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the record of run %lld is gone from %s",
+						(long long) run_id, RUNS_TABLE),
+				 errdetail("It was deleted while the run went on (DELETE or TRUNCATE on %s); the rows that the run's committed batches expired stay expired.",
+						   RUNS_TABLE),
+				 errhint("Leave %s to subexpire.history_retention while a worker run goes on.",
+						 RUNS_TABLE)));
 }
 
 /*

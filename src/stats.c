@@ -429,32 +429,23 @@ read_counters(void)
 /*
  * The rows due now, or -1 when they cannot be counted (the target is
  * missing, say): monitoring must keep working when the job cannot.  The
- * count runs with the rights of the table's owner, so that a member of
- * pg_monitor sees it without reading the subscriptions themselves, and
- * the owner's code (a domain's check on the status words) runs with no
- * more rights than the owner's.
+ * count runs with the rights of the table's owner (see
+ * subexpire_open_target()), so that a member of pg_monitor sees it without
+ * reading the subscriptions themselves, and the owner's code (a domain's
+ * check on the status words) runs with no more rights than the owner's.
  */
 static void
 count_due_step(void *arg)
 {
 	int64	   *due = arg;
-	Oid			owner = subexpire_target_owner();
-	Oid			saved_userid;
-	int			saved_sec_context;
+	SubexpireTarget *target;
 
-	if (!OidIsValid(owner))
-		elog(ERROR, "no target table");
-	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-	SetUserIdAndSecContext(owner, saved_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	*due = subexpire_count_due(subexpire_resolve_target(false),
-							   GetCurrentTimestamp());
+	target = subexpire_open_target(SUBEXPIRE_FOR_MONITOR);
+	*due = subexpire_count_due(target, GetCurrentTimestamp());
+	subexpire_close_target(target);
 	SPI_finish();
-	/* (An error restores the role with the subtransaction's abort.) */
-	SetUserIdAndSecContext(saved_userid, saved_sec_context);
 }
 
 static int64

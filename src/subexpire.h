@@ -65,12 +65,30 @@ typedef struct SubexpireTarget
 	Datum		active_word;
 	Datum		expired_word;
 	char	   *key_columns;	/* for the log; see subexpire_key_columns() */
+	Oid			owner;			/* the statements run as this role */
+	bool		count_outcome;	/* BEFORE ROW triggers may change what is
+								 * written: count rows by their new status */
+	/* What subexpire_close_target() restores. */
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			guc_level;
 } SubexpireTarget;
 
-extern SubexpireTarget *subexpire_resolve_target(bool for_update);
+/* What the caller of subexpire_open_target() does with the target. */
+typedef enum SubexpireAccess
+{
+	SUBEXPIRE_FOR_RUN,			/* expires rows: needs SELECT and UPDATE */
+	SUBEXPIRE_FOR_COUNT,		/* counts due rows (a dry run): needs SELECT */
+	SUBEXPIRE_FOR_MONITOR		/* monitoring: needs no access to the rows */
+} SubexpireAccess;
+
+extern SubexpireTarget *subexpire_open_target(SubexpireAccess access);
+extern void subexpire_close_target(SubexpireTarget *target);
 extern char *subexpire_relation_name(Oid relid);
-extern Oid	subexpire_target_owner(void);
-extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type);
+extern Oid	subexpire_relation_owner(Oid relid);
+extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type,
+											 const char *what,
+											 const char *column);
 extern const char *subexpire_key_columns(SubexpireTarget *target);
 
 /* A step in a subtransaction, its error caught (src/subxact.c). */
@@ -83,17 +101,25 @@ typedef struct SubexpireRunResult
 	int64		skipped_locked;
 } SubexpireRunResult;
 
+typedef struct SubexpireKeptRows SubexpireKeptRows;
+extern SubexpireKeptRows *subexpire_kept_rows_create(MemoryContext context);
+extern int64 subexpire_kept_rows_count(const SubexpireKeptRows *kept);
+extern void subexpire_warn_kept_rows(const SubexpireTarget *target,
+									 const SubexpireKeptRows *kept);
 extern int64 subexpire_count_due(SubexpireTarget *target, TimestampTz as_of);
 extern SubexpireRunResult subexpire_expire_due(SubexpireTarget *target,
 											   TimestampTz as_of,
-											   TimestampTz run_time);
+											   TimestampTz run_time,
+											   SubexpireKeptRows *kept);
 typedef struct SubexpireDueRows SubexpireDueRows;
 extern SubexpireDueRows *subexpire_due_rows_create(MemoryContext context);
 extern bool subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
-									SubexpireDueRows *rows);
+									SubexpireDueRows *rows,
+									const SubexpireKeptRows *kept);
 extern int64 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 									TimestampTz run_time, int64 limit,
-									SubexpireDueRows *rows, bool *more);
+									SubexpireDueRows *rows,
+									SubexpireKeptRows *kept, bool *more);
 extern bool subexpire_due_rows_all_taken(const SubexpireDueRows *rows);
 extern void subexpire_check_max_expired(int64 count, TimestampTz as_of);
 

@@ -29,18 +29,26 @@
 #include "lib/stringinfo.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/resowner.h"
+#include "utils/rls.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 #include "utils/varlena.h"
 
 #include "subexpire.h"
@@ -89,32 +97,63 @@ relkind_description(char relkind)
 /*
  * Look up the table named by subexpire.target_table and lock it as the
  * statements that follow will, so that it cannot be dropped or altered
- * between this check and the run.
+ * between this check and the run.  The wait for the lock is bounded by
+ * lock_timeout, which subexpire_open_target() has set to
+ * subexpire.lock_wait: a transaction that holds the table locked (LOCK
+ * TABLE, a long ALTER TABLE) must not stall the run, and the scheduler
+ * behind it, for as long as it likes.
  */
+typedef struct TableLookup
+{
+	RangeVar   *rv;
+	LOCKMODE	lockmode;
+	Oid			relid;
+} TableLookup;
+
+static void
+lookup_table_step(void *arg)
+{
+	TableLookup *lookup = arg;
+
+	lookup->relid = RangeVarGetRelid(lookup->rv, lookup->lockmode, true);
+}
+
 static Oid
-lookup_table(bool for_update, char *relkind)
+lookup_table(LOCKMODE lockmode, char *relkind)
 {
 	char	   *copy = pstrdup(subexpire_target_table);
 	List	   *names = NIL;
-	RangeVar   *rv;
-	Oid			relid;
+	TableLookup lookup;
+	ErrorData  *error;
 
 	/* The check hook has made sure that the setting is schema.table. */
 	if (!SplitIdentifierString(copy, '.', &names) || list_length(names) != 2)
 		elog(ERROR, "subexpire.target_table \"%s\" is not a qualified name",
 			 subexpire_target_table);
-	rv = makeRangeVar(linitial(names), lsecond(names), -1);
+	lookup.rv = makeRangeVar(linitial(names), lsecond(names), -1);
+	lookup.lockmode = lockmode;
+	lookup.relid = InvalidOid;
 
-	relid = RangeVarGetRelid(rv, for_update ? RowExclusiveLock : AccessShareLock,
-							 true);
-	if (!OidIsValid(relid))
+	error = subexpire_try(lookup_table_step, &lookup);
+	if (error != NULL)
+	{
+		if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(error);
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not lock table %s named by subexpire.target_table within subexpire.lock_wait (%d ms)",
+						subexpire_target_table, subexpire_lock_wait),
+				 errdetail("Another transaction holds a lock on the table that conflicts with the run's; nothing was changed."),
+				 errhint("Find the holder in pg_locks.  The worker records the run as failed and tries again within a minute.")));
+	}
+	if (!OidIsValid(lookup.relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("table %s named by subexpire.target_table does not exist",
 						subexpire_target_table),
 				 errhint("Create the table, or set subexpire.target_table to the schema-qualified name of the subscriptions table.")));
 
-	*relkind = get_rel_relkind(relid);
+	*relkind = get_rel_relkind(lookup.relid);
 	if (*relkind != RELKIND_RELATION && *relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -123,7 +162,7 @@ lookup_table(bool for_update, char *relkind)
 				 errdetail("It is %s; subexpire updates rows of a plain or partitioned table.",
 						   relkind_description(*relkind)),
 				 errhint("Set subexpire.target_table to the table that holds the subscriptions.")));
-	return relid;
+	return lookup.relid;
 }
 
 static bool
@@ -240,68 +279,211 @@ may_use_column(Oid relid, AttrNumber attnum, Oid role, AclMode mode)
 
 /*
  * Refuse a caller who may not read the status and expiry columns of the
- * target or, with for_update, update its status and updated-at columns,
- * with a hint that names the grant to make.  The statements would fail
- * anyway; this says why in the job's terms, before anything has been done.
+ * target or, for a run, update its status and updated-at columns, with a
+ * hint that names the grant to make; and one whom row-level security
+ * restricts on the table, since the statements run as the table's owner
+ * and would touch rows that the caller's policies hide.  Only catalog
+ * lookups: no code of the table's owner runs as the caller here.
  */
 static void
-check_privileges(const SubexpireTarget *target, bool for_update,
-				 AttrNumber status_attnum, AttrNumber expires_attnum,
-				 AttrNumber updated_attnum)
+check_privileges(const SubexpireTarget *target, SubexpireAccess access,
+				 Oid role)
 {
-	Oid			role = GetUserId();
+	bool		for_update = (access == SUBEXPIRE_FOR_RUN);
 	const char *role_name;
 
-	if (may_use_column(target->relid, status_attnum, role, ACL_SELECT) &&
-		may_use_column(target->relid, expires_attnum, role, ACL_SELECT) &&
-		(!for_update ||
-		 (may_use_column(target->relid, status_attnum, role, ACL_UPDATE) &&
-		  (updated_attnum == InvalidAttrNumber ||
-		   may_use_column(target->relid, updated_attnum, role, ACL_UPDATE)))))
-		return;
+	if (!may_use_column(target->relid, target->status_attnum, role, ACL_SELECT) ||
+		!may_use_column(target->relid, target->expires_attnum, role, ACL_SELECT) ||
+		(for_update &&
+		 (!may_use_column(target->relid, target->status_attnum, role, ACL_UPDATE) ||
+		  (target->updated_attnum != InvalidAttrNumber &&
+		   !may_use_column(target->relid, target->updated_attnum, role, ACL_UPDATE)))))
+	{
+		role_name = GetUserNameFromId(role, false);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s subscriptions in table %s",
+						for_update ? "expire" : "count due",
+						target->qualified_name),
+				 errdetail("The caller of expire_subscriptions() needs the rights to %s that table, and role \"%s\" does not have them.",
+						   for_update ? "read and update" : "read", role_name),
+				 errhint("GRANT %s ON %s TO %s;",
+						 for_update ? "SELECT, UPDATE" : "SELECT",
+						 target->qualified_name, quote_identifier(role_name))));
+	}
 
-	role_name = GetUserNameFromId(role, false);
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s subscriptions in table %s",
-					for_update ? "expire" : "count due",
-					target->qualified_name),
-			 errdetail("expire_subscriptions() runs with the rights of its caller, and role \"%s\" may not %s that table.",
-					   role_name, for_update ? "read and update" : "read"),
-			 errhint("GRANT %s ON %s TO %s;",
-					 for_update ? "SELECT, UPDATE" : "SELECT",
-					 target->qualified_name, quote_identifier(role_name))));
+	if (check_enable_rls(target->relid, role, true) == RLS_ENABLED)
+	{
+		role_name = GetUserNameFromId(role, false);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security on table %s applies to role \"%s\"",
+						target->qualified_name, role_name),
+				 errdetail("A run reads and expires every due row as the table's owner, including rows that the policies hide from role \"%s\".",
+						   role_name),
+				 errhint("Call expire_subscriptions() as the table's owner or as a role with BYPASSRLS.")));
+	}
 }
 
 /*
- * The owner of the table named by subexpire.target_table, or InvalidOid
- * when there is no such table.  Work done for someone who is not the
- * caller (the worker running as a superuser, a monitoring role counting due
- * rows) acts as this role, so that code the table's owner controls
- * (triggers, domain checks, type input functions) never runs with more
- * rights than its owner has, as VACUUM does.
+ * Check the tables that hold the target's rows (the table itself, its
+ * partitions or inheritance children), and note what the run needs to know
+ * of them.
+ *
+ * - Each must be owned by the target's owner: the run acts as that role,
+ *   and a child's triggers would otherwise run with the rights of another
+ *   role than the child's owner, a superuser's included.
+ * - None may be a foreign table: its rows can be neither locked nor
+ *   counted the same way on every path, so every path refuses it.
+ * - None may have rules on UPDATE: a rule replaces the run's UPDATE by
+ *   statements whose effect the run can neither count nor bound.
+ * - BEFORE ROW triggers on UPDATE or INSERT (the latter for rows moved to
+ *   another partition) can change the row that is written: the run then
+ *   counts each row by the status it was given, not by the rows the
+ *   UPDATE processed (target->count_outcome).
+ * - Deferrable constraint triggers are collected, to be made immediate
+ *   for the run (see make_constraints_immediate()).
  */
-Oid
-subexpire_target_owner(void)
+static List *
+check_tables(SubexpireTarget *target, LOCKMODE lockmode)
 {
-	char	   *copy = pstrdup(subexpire_target_table);
-	List	   *names = NIL;
-	Oid			relid;
-	Oid			owner = InvalidOid;
-	HeapTuple	tuple;
+	List	   *relids = find_all_inheritors(target->relid, lockmode, NULL);
+	List	   *deferrable = NIL;
+	ListCell   *lc;
 
-	if (!SplitIdentifierString(copy, '.', &names) || list_length(names) != 2)
-		return InvalidOid;
-	relid = RangeVarGetRelid(makeRangeVar(linitial(names), lsecond(names), -1),
-							 NoLock, true);
-	if (!OidIsValid(relid))
-		return InvalidOid;
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (HeapTupleIsValid(tuple))
+	foreach(lc, relids)
 	{
-		owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		Oid			relid = lfirst_oid(lc);
+		Relation	rel = table_open(relid, NoLock);
+		TriggerDesc *triggers = rel->trigdesc;
+
+		if (rel->rd_rel->relowner != target->owner)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("%s %s of %s is owned by role \"%s\", not by the table's owner \"%s\"",
+							rel->rd_rel->relispartition ? "partition" : "child table",
+							subexpire_relation_name(relid), target->qualified_name,
+							GetUserNameFromId(rel->rd_rel->relowner, false),
+							GetUserNameFromId(target->owner, false)),
+					 errdetail("A run acts as the owner of the table it expires rows in, so that the code on a table never runs with more rights than its owner has; every table that holds the subscriptions must have the same owner."),
+					 errhint("ALTER TABLE %s OWNER TO %s;",
+							 subexpire_relation_name(relid),
+							 quote_identifier(GetUserNameFromId(target->owner, false)))));
+		if (rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot expire subscriptions in foreign table %s, a partition of %s",
+							subexpire_relation_name(relid), target->qualified_name),
+					 errdetail("Rows of a foreign table can be neither locked nor counted as the run needs; every run refuses such a partition."),
+					 errhint("Expire them on the server that holds them, and detach the foreign partition from the table that subexpire.target_table names.")));
+		if (rel->rd_rules != NULL)
+		{
+			for (int i = 0; i < rel->rd_rules->numLocks; i++)
+				if (rel->rd_rules->rules[i]->event == CMD_UPDATE)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("cannot expire subscriptions in table %s: it has a rule on UPDATE",
+									subexpire_relation_name(relid)),
+							 errdetail("A rule replaces the run's UPDATE with other statements, whose effect the run can neither count nor bound."),
+							 errhint("Replace the rule with a trigger.")));
+		}
+		if (triggers != NULL)
+		{
+			if (triggers->trig_update_before_row || triggers->trig_insert_before_row)
+				target->count_outcome = true;
+			for (int i = 0; i < triggers->numtriggers; i++)
+				if (triggers->triggers[i].tgdeferrable &&
+					OidIsValid(triggers->triggers[i].tgconstraint))
+					deferrable = list_append_unique_oid(deferrable,
+														triggers->triggers[i].tgconstraint);
+		}
+		table_close(rel, NoLock);
+	}
+	return deferrable;
+}
+
+/*
+ * Make the deferrable constraints of the target's tables immediate, so that
+ * their triggers fire at the end of each of the run's statements, as the
+ * table's owner.  PostgreSQL refuses to queue a deferred trigger inside a
+ * security-restricted operation, since it would fire at commit, outside of
+ * it, with the rights of whoever commits.  Done as the caller, before the
+ * switch to the owner: whatever the caller's own statements queued for
+ * those constraints fires now, with the caller's rights, as it would have
+ * at commit.  In a manual call, they stay immediate for the rest of the
+ * caller's transaction, as after SET CONSTRAINTS.
+ */
+static void
+make_constraints_immediate(List *constraints)
+{
+	ConstraintsSetStmt *stmt;
+	ListCell   *lc;
+
+	if (constraints == NIL)
+		return;
+	stmt = makeNode(ConstraintsSetStmt);
+	stmt->deferred = false;
+	foreach(lc, constraints)
+	{
+		HeapTuple	tuple = SearchSysCache1(CONSTROID,
+										   ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_constraint con;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for constraint %u", lfirst_oid(lc));
+		con = (Form_pg_constraint) GETSTRUCT(tuple);
+		stmt->constraints = lappend(stmt->constraints,
+									makeRangeVar(get_namespace_name(con->connamespace),
+												 pstrdup(NameStr(con->conname)), -1));
 		ReleaseSysCache(tuple);
 	}
+	AfterTriggerSetState(stmt);
+}
+
+/*
+ * Refuse status words that are the same value of the status column: the
+ * column type's equality and the column's collation decide, as they do in
+ * the statements ('active' and 'active ' in a char(10) column, 'ACTIVE'
+ * and 'active' under a case-insensitive collation).  A run with such words
+ * would "expire" rows that stay due.
+ */
+static void
+check_words_differ(const SubexpireTarget *target, Oid collation)
+{
+	TypeCacheEntry *type = lookup_type_cache(getBaseType(target->status_type),
+											 TYPECACHE_EQ_OPR_FINFO);
+
+	if (!OidIsValid(type->eq_opr_finfo.fn_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("type %s of column %s has no equality operator",
+						format_type_be(target->status_type), target->status_column),
+				 errhint("Set subexpire.status_column to a column of type %s.",
+						 STATUS_TYPES)));
+	if (DatumGetBool(FunctionCall2Coll(&type->eq_opr_finfo, collation,
+									   target->active_word,
+									   target->expired_word)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subexpire.active_status \"%s\" and subexpire.expired_status \"%s\" are the same value of column %s of %s",
+						subexpire_active_status, subexpire_expired_status,
+						target->status_column, target->qualified_name),
+				 errdetail("The column's type %s and collation compare them as equal, so a run would leave every row it expires due.",
+						   format_type_be(target->status_type)),
+				 errhint("Set the two settings to status words that the column tells apart.")));
+}
+
+/* The owner of a relation. */
+Oid
+subexpire_relation_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
 	return owner;
 }
 
@@ -321,43 +503,66 @@ subexpire_relation_name(Oid relid)
 }
 
 /*
- * Resolve the target that the settings describe.  With for_update, the
- * table is locked for the UPDATE to come and the caller must be allowed to
- * make it; without, only read (a dry run, or counting due rows).
+ * Open the target that the settings describe, for a run, a count by the
+ * caller (a dry run), or monitoring (which needs no access to the rows).
+ *
+ * The table is locked for what follows, waiting at most subexpire.lock_wait
+ * (lock_timeout stays set to it until subexpire_close_target(), so that
+ * every lock wait of the statements that follow is bounded too), and
+ * checked against the catalog; the caller's rights are checked as the
+ * caller, before anything else runs.  Then the current user becomes the
+ * table's owner, in a security-restricted operation, as VACUUM and
+ * ANALYZE do: every statement on the target from here on, and the
+ * conversion of the status words to the column's type that follows at
+ * once, runs with the rights of the role that owns the code on the table
+ * (triggers, domain checks, type input functions, index expressions,
+ * policies), and never with the caller's, a superuser's included.
+ *
+ * The caller must call subexpire_close_target() before its transaction or
+ * subtransaction ends normally; an error restores the caller's rights and
+ * settings by itself.
  */
 SubexpireTarget *
-subexpire_resolve_target(bool for_update)
+subexpire_open_target(SubexpireAccess access)
 {
 	SubexpireTarget *target = palloc0(sizeof(SubexpireTarget));
-	AttrNumber	status_attnum;
-	AttrNumber	expires_attnum;
-	AttrNumber	updated_attnum = InvalidAttrNumber;
+	LOCKMODE	lockmode = (access == SUBEXPIRE_FOR_RUN) ? RowExclusiveLock : AccessShareLock;
+	Oid			caller = GetUserId();
 	Oid			type;
 	Oid			base_type;
 	int32		status_typmod;
 	Oid			collation;
+	char		timeout[32];
+	List	   *deferrable;
 
-	target->relid = lookup_table(for_update, &target->relkind);
+	target->guc_level = NewGUCNestLevel();
+	snprintf(timeout, sizeof(timeout), "%d", subexpire_lock_wait);
+	(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+
+	target->relid = lookup_table(lockmode, &target->relkind);
 	target->qualified_name = subexpire_relation_name(target->relid);
+	target->owner = subexpire_relation_owner(target->relid);
 
-	target->status_attnum = status_attnum = lookup_column(target, "subexpire.status_column",
-														  subexpire_status_column, is_status_type,
-														  STATUS_TYPES, &target->status_type,
-														  &base_type, &target->status_column);
-	target->expires_attnum = expires_attnum = lookup_column(target, "subexpire.expires_column",
-															subexpire_expires_column,
-															is_timestamp_type, TIMESTAMP_TYPES,
-															&type, &target->expires_type,
-															&target->expires_column);
+	target->status_attnum = lookup_column(target, "subexpire.status_column",
+										  subexpire_status_column, is_status_type,
+										  STATUS_TYPES, &target->status_type,
+										  &base_type, &target->status_column);
+	target->expires_attnum = lookup_column(target, "subexpire.expires_column",
+										   subexpire_expires_column,
+										   is_timestamp_type, TIMESTAMP_TYPES,
+										   &type, &target->expires_type,
+										   &target->expires_column);
 
 	if (subexpire_updated_column[0] != '\0')
 	{
-		target->updated_attnum = updated_attnum = lookup_column(target, "subexpire.updated_column",
-																subexpire_updated_column,
-																is_timestamp_type, TIMESTAMP_TYPES,
-																&type, &target->updated_type,
-																&target->updated_column);
-		if (updated_attnum == status_attnum || updated_attnum == expires_attnum)
+		target->updated_attnum = lookup_column(target, "subexpire.updated_column",
+											   subexpire_updated_column,
+											   is_timestamp_type, TIMESTAMP_TYPES,
+											   &type, &target->updated_type,
+											   &target->updated_column);
+		if (target->updated_attnum == target->status_attnum ||
+			target->updated_attnum == target->expires_attnum)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("subexpire.updated_column names column %s, which is also the status or expiry column",
@@ -365,14 +570,20 @@ subexpire_resolve_target(bool for_update)
 					 errhint("Set subexpire.updated_column to another column, or to '' to set none.")));
 	}
 
-	if (strcmp(subexpire_active_status, subexpire_expired_status) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("subexpire.active_status and subexpire.expired_status are both \"%s\"",
-						subexpire_active_status),
-				 errhint("Set them to the two different status words that the application uses.")));
+	if (access != SUBEXPIRE_FOR_MONITOR)
+		check_privileges(target, access, caller);
+	deferrable = check_tables(target, lockmode);
+	if (access == SUBEXPIRE_FOR_RUN)
+		make_constraints_immediate(deferrable);
 
-	get_atttypetypmodcoll(target->relid, status_attnum, &type,
+	/* From here on, as the table's owner. */
+	GetUserIdAndSecContext(&target->saved_userid, &target->saved_sec_context);
+	SetUserIdAndSecContext(target->owner,
+						   target->saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	get_atttypetypmodcoll(target->relid, target->status_attnum, &type,
 						  &status_typmod, &collation);
 	target->active_word = status_word_datum(target, "subexpire.active_status",
 											subexpire_active_status,
@@ -382,11 +593,17 @@ subexpire_resolve_target(bool for_update)
 											 subexpire_expired_status,
 											 target->status_type,
 											 status_typmod);
-
-	check_privileges(target, for_update, status_attnum, expires_attnum,
-					 updated_attnum);
+	check_words_differ(target, collation);
 
 	return target;
+}
+
+/* Give back the caller's rights and lock_timeout. */
+void
+subexpire_close_target(SubexpireTarget *target)
+{
+	SetUserIdAndSecContext(target->saved_userid, target->saved_sec_context);
+	AtEOXact_GUC(true, target->guc_level);
 }
 
 /*
@@ -429,21 +646,34 @@ subexpire_key_columns(SubexpireTarget *target)
  * timestamp without time zone or a date is read in the session's TimeZone,
  * as PostgreSQL's own casts do, so that the comparison is one of like
  * types: an index on the column serves it, and no per-row conversion runs.
+ * "what" names the time (as_of, say) and "column" the column, for the
+ * error when the time has no value in the column's type: the ends of the
+ * timestamp range differ by a zone's offset between the types.
  */
 Datum
-subexpire_timestamp_for_column(TimestampTz ts, Oid column_type)
+subexpire_timestamp_for_column(TimestampTz ts, Oid column_type,
+							   const char *what, const char *column)
 {
-	switch (column_type)
-	{
-		case TIMESTAMPTZOID:
-			return TimestampTzGetDatum(ts);
-		case TIMESTAMPOID:
-			return DirectFunctionCall1(timestamptz_timestamp,
-									   TimestampTzGetDatum(ts));
-		case DATEOID:
-			return DirectFunctionCall1(timestamptz_date,
-									   TimestampTzGetDatum(ts));
-	}
-	elog(ERROR, "unexpected column type %u", column_type);
-	return (Datum) 0;			/* keep compiler quiet */
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+	Timestamp	local;
+
+	if (column_type == TIMESTAMPTZOID)
+		return TimestampTzGetDatum(ts);
+	if (column_type != TIMESTAMPOID && column_type != DATEOID)
+		elog(ERROR, "unexpected column type %u", column_type);
+
+	if (timestamp2tm(ts, &tz, &tm, &fsec, NULL, NULL) != 0 ||
+		tm2timestamp(&tm, fsec, NULL, &local) != 0 ||
+		!IS_VALID_TIMESTAMP(local))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("%s %s is out of the range of type %s of column %s",
+						what, timestamptz_to_str(ts),
+						format_type_be(column_type), column),
+				 errhint("Pass an as_of within the range of the column's type.")));
+	if (column_type == TIMESTAMPOID)
+		return TimestampGetDatum(local);
+	return DirectFunctionCall1(timestamptz_date, TimestampTzGetDatum(ts));
 }

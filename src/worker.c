@@ -66,9 +66,6 @@
 /* A problem that keeps a run from starting is retried this often at most. */
 #define RETRY_INTERVAL_MS (60 * 1000)
 
-/* The advisory lock a run worker holds for its run ("SX"). */
-#define RUN_LOCK_KEY 0x5358
-
 /* The longest single sleep: see the scheduler's loop. */
 #define MAX_SLEEP_MS (24L * 60 * 60 * 1000)
 
@@ -86,6 +83,8 @@ typedef enum RunOutcome
 	OUTCOME_NONE,				/* it exited before saying: see the server log */
 	OUTCOME_DONE,				/* ran (or found no catch-up due) */
 	OUTCOME_FAILED,				/* the run failed; recorded in subexpire_runs */
+	OUTCOME_RETRY,				/* the run failed waiting for a lock; recorded,
+								 * and tried again within a minute */
 	OUTCOME_NOT_READY			/* the extension or target is missing */
 } RunOutcome;
 
@@ -93,6 +92,7 @@ typedef struct SubexpireWorkerState
 {
 	slock_t		mutex;
 	pid_t		scheduler_pid;
+	pid_t		run_pid;		/* the run worker whose run is going on */
 	TimestampTz next_run_at;	/* 0: none planned */
 	RunOutcome	outcome;
 	char		message[256];
@@ -501,15 +501,19 @@ subexpire_scheduler_main(Datum arg)
 						proc_exit(0);	/* the run was stopped by the shutdown */
 					if (outcome == OUTCOME_NOT_READY || outcome == OUTCOME_NONE)
 						problem = message;
-					else
+					else if (outcome != OUTCOME_RETRY)
 						startup_pending = false;
 				}
 				report_problem(&reported_problem, problem);
 
 				now = GetCurrentTimestamp();
 				next_run = subexpire_next_run(&schedule, tz, now);
-				/* A run that could not start is tried again within a minute. */
-				retry_at = (problem != NULL)
+
+				/*
+				 * A run that could not start, or that failed waiting for a
+				 * lock that someone held, is tried again within a minute.
+				 */
+				retry_at = (problem != NULL || outcome == OUTCOME_RETRY)
 					? TimestampTzPlusMilliseconds(now, RETRY_INTERVAL_MS) : 0;
 				continue;
 			}
@@ -544,48 +548,125 @@ subexpire_scheduler_main(Datum arg)
 /* ---- the run worker ---- */
 
 /*
- * Start a transaction for one step of the run, as worker_spi does.  When
- * the worker runs as a superuser (subexpire.role empty, the default), the
- * step acts as the target table's owner, as a security-restricted
- * operation, as VACUUM does: the table's triggers, domain checks and type
- * functions are its owner's code, and must not run as a superuser.
- * end_step() restores the worker's role before committing; an abort
- * restores it by itself.
+ * One worker run at a time, cluster-wide: a run worker can outlive its
+ * scheduler (when the scheduler is terminated while a run goes on), and
+ * the next scheduler's run must neither overlap it nor mark its record as
+ * interrupted.  The guard is the run worker's pid in shared memory, where
+ * no other role can take it (a user could hold any advisory lock), and it
+ * goes with the process: cleared at exit, and with the shared memory after
+ * a crash.
  */
-static Oid	step_userid;
-static int	step_sec_context;
+static void
+release_run_guard(int code, Datum arg)
+{
+	SpinLockAcquire(&worker_state->mutex);
+	if (worker_state->run_pid == MyProcPid)
+		worker_state->run_pid = 0;
+	SpinLockRelease(&worker_state->mutex);
+}
 
+static bool
+take_run_guard(pid_t *holder)
+{
+	bool		taken = false;
+
+	SpinLockAcquire(&worker_state->mutex);
+	*holder = worker_state->run_pid;
+	if (*holder == 0)
+	{
+		worker_state->run_pid = MyProcPid;
+		taken = true;
+	}
+	SpinLockRelease(&worker_state->mutex);
+	if (taken)
+		before_shmem_exit(release_run_guard, (Datum) 0);
+	return taken;
+}
+
+/*
+ * Start a transaction for one step of the run, as worker_spi does, taking
+ * a reload that came meanwhile.  The statements on the target act as its
+ * owner (see subexpire_open_target()), whatever role the worker runs as.
+ */
 static void
 begin_step(const char *activity)
 {
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
-
-	GetUserIdAndSecContext(&step_userid, &step_sec_context);
-	if (superuser())
-	{
-		Oid			owner = subexpire_target_owner();
-
-		if (OidIsValid(owner) && owner != step_userid)
-			SetUserIdAndSecContext(owner, step_sec_context |
-								   SECURITY_LOCAL_USERID_CHANGE |
-								   SECURITY_RESTRICTED_OPERATION);
-	}
 }
 
 static void
 end_step(void)
 {
-	SetUserIdAndSecContext(step_userid, step_sec_context);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(true);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * How a failed run is told apart: one that gave up waiting for a lock (on
+ * the table, on rows, on its record) is tried again within a minute, as
+ * the lock's holder has likely gone by then; any other waits for the next
+ * scheduled time.
+ */
+static RunOutcome
+failure_outcome(const ErrorData *edata)
+{
+	return edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE
+		? OUTCOME_RETRY : OUTCOME_FAILED;
+}
+
+/*
+ * Record a run that failed, after its transaction was aborted: a new
+ * record when none was written yet (run_id 0), or the run's record marked
+ * failed.  Recording can fail too (the extension dropped, subexpire_runs
+ * truncated while the run went on): that is logged, and the run is still
+ * counted as failed in the statistics by the caller.
+ */
+static void
+record_failed_run(const char *trigger, TimestampTz as_of, int64 run_id,
+				  const char *message, int64 longest, bool record_longest)
+{
+	MemoryContext context = CurrentMemoryContext;
+	SubexpireRunResult none = {0, 0};
+
+	PG_TRY();
+	{
+		begin_step("subexpire: recording a failed run");
+		if (run_id == 0)
+			(void) subexpire_record_run(trigger, as_of, as_of,
+										GetCurrentTimestamp(), "failed",
+										&none, message);
+		else
+			subexpire_update_run(run_id, &none, "failed", message,
+								 record_longest ? longest : -1);
+		end_step();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("subexpire: could not record the failure of a %s run: %s",
+						trigger, edata->message),
+				 edata->hint ? errhint("%s", edata->hint) : 0));
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -613,15 +694,17 @@ run_batched(const char *trigger, bool record_longest)
 	TimestampTz step_started_at;
 	MemoryContext run_context = CurrentMemoryContext;
 	SubexpireDueRows *due_rows = subexpire_due_rows_create(run_context);
+	SubexpireKeptRows *kept = subexpire_kept_rows_create(run_context);
 	bool		more;
 	int64		round_expired;
 
 	PG_TRY();
 	{
 		begin_step("subexpire: starting a run");
-		target = subexpire_resolve_target(true);
+		target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
 		if (subexpire_max_expired_per_run > 0)
 			subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
+		subexpire_close_target(target);
 		run_id = subexpire_record_run(trigger, as_of, as_of, 0, "running",
 									  &none, NULL);
 		end_step();
@@ -630,14 +713,16 @@ run_batched(const char *trigger, bool record_longest)
 		/*
 		 * A list of the due rows, in a transaction that locks none, then
 		 * batches from it; another list when this one could not hold them
-		 * all, unless its batches expired nothing (every row locked).
+		 * all, unless its batches expired nothing (every row locked, or kept
+		 * due by a trigger).
 		 */
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
 			begin_step("subexpire: finding due rows");
-			target = subexpire_resolve_target(true);
-			more = subexpire_find_due_rows(target, as_of, due_rows);
+			target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
+			more = subexpire_find_due_rows(target, as_of, due_rows, kept);
+			subexpire_close_target(target);
 			end_step();
 			round_expired = 0;
 			while (more)
@@ -645,13 +730,14 @@ run_batched(const char *trigger, bool record_longest)
 				CHECK_FOR_INTERRUPTS();
 				step_started_at = GetCurrentTimestamp();
 				begin_step("subexpire: expiring a batch");
-				target = subexpire_resolve_target(true);
+				target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
 				subexpire_register_run_xact();
 				subexpire_start_waking_wal_writer();
 				added.expired_count = subexpire_expire_batch(target, as_of, as_of,
 															 subexpire_batch_size,
-															 due_rows, &more);
+															 due_rows, kept, &more);
 				subexpire_stop_waking_wal_writer();
+				subexpire_close_target(target);
 				added.skipped_locked = 0;
 
 				/*
@@ -677,12 +763,14 @@ run_batched(const char *trigger, bool record_longest)
 		 */
 		step_started_at = GetCurrentTimestamp();
 		begin_step("subexpire: finishing the run");
-		target = subexpire_resolve_target(true);
+		target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
 		subexpire_register_run_xact();
 		if (subexpire_due_rows_all_taken(due_rows))
 			added = none;
 		else
-			added = subexpire_expire_due(target, as_of, as_of);
+			added = subexpire_expire_due(target, as_of, as_of, kept);
+		subexpire_warn_kept_rows(target, kept);
+		subexpire_close_target(target);
 
 		/*
 		 * This transaction writes its own duration, so it can only count it
@@ -721,25 +809,11 @@ run_batched(const char *trigger, bool record_longest)
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 				 edata->hint ? errhint("%s", edata->hint) : 0));
 
-		if (failed_run_id == 0)
-		{
-			/* Nothing was recorded yet: a target problem, or the guard. */
-			begin_step("subexpire: recording a failed run");
-			(void) subexpire_record_run(trigger, as_of, as_of,
-										GetCurrentTimestamp(), "failed",
-										&none, edata->message);
-			end_step();
-		}
-		else
-		{
-			begin_step("subexpire: recording a failed run");
-			subexpire_update_run(failed_run_id, &none, "failed", edata->message,
-								 record_longest ? longest : -1);
-			end_step();
-		}
+		record_failed_run(trigger, as_of, failed_run_id, edata->message,
+						  longest, record_longest);
 		subexpire_stats_count_worker_run(as_of, GetCurrentTimestamp(),
 										 committed, edata->message, longest);
-		set_outcome(OUTCOME_FAILED, edata->message);
+		set_outcome(failure_outcome(edata), edata->message);
 	}
 	PG_END_TRY();
 }
@@ -748,13 +822,15 @@ void
 subexpire_run_main(Datum arg)
 {
 	RunMode		mode = (RunMode) DatumGetInt32(arg);
-	LOCKTAG		tag;
 	int			sql_version;
 	char	   *extversion;
 	char		database[NAMEDATALEN];
 	char		role[NAMEDATALEN];
+	char		lock_wait[32];
+	pid_t		holder;
 	const char *volatile trigger = NULL;
 
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
@@ -766,23 +842,20 @@ subexpire_run_main(Datum arg)
 	 * Whatever the database or role defaults say: the run relies on READ
 	 * COMMITTED (a statement sees rows committed before it started, and an
 	 * UPDATE re-checks a row that changed while it waited), and it writes.
+	 * Every lock wait of the run is bounded by subexpire.lock_wait, so that
+	 * nobody holding a lock the run needs can stall it, and the scheduler
+	 * waiting for it, for longer.
 	 */
 	DefaultXactIsoLevel = XACT_READ_COMMITTED;
 	DefaultXactReadOnly = false;
+	snprintf(lock_wait, sizeof(lock_wait), "%d", subexpire_lock_wait);
+	SetConfigOption("lock_timeout", lock_wait, PGC_USERSET, PGC_S_SESSION);
 
-	/*
-	 * One worker run at a time.  A run worker can outlive its scheduler (when
-	 * the scheduler is terminated while a run waits for a lock); the next
-	 * scheduler's run must neither overlap it nor mark its record as
-	 * interrupted.  The lock goes with the process.
-	 */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, RUN_LOCK_KEY, 0, 2);
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	if (!take_run_guard(&holder))
 	{
-		ereport(LOG,
-				(errmsg("subexpire: a worker run is still in progress in database \"%s\"; this one is skipped",
-						database)));
-		set_outcome(OUTCOME_DONE, NULL);
+		set_outcome(OUTCOME_NOT_READY,
+					psprintf("the worker run of process %d is still going on; this run waits for it to end",
+							 (int) holder));
 		proc_exit(0);
 	}
 
@@ -832,7 +905,11 @@ subexpire_run_main(Datum arg)
 	}
 	end_step();
 
-	/* The target must be there before a run is worth starting. */
+	/*
+	 * The target must be there before a run is worth starting.  A target
+	 * that someone holds locked is a run that failed (recorded, and tried
+	 * again within a minute); a missing one is a fault to fix, logged once.
+	 */
 	if (trigger != NULL)
 	{
 		volatile bool ready = true;
@@ -840,8 +917,11 @@ subexpire_run_main(Datum arg)
 
 		PG_TRY();
 		{
+			SubexpireTarget *target;
+
 			begin_step("subexpire: checking the target");
-			(void) subexpire_resolve_target(true);
+			target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
+			subexpire_close_target(target);
 			end_step();
 		}
 		PG_CATCH();
@@ -852,12 +932,37 @@ subexpire_run_main(Datum arg)
 			edata = CopyErrorData();
 			FlushErrorState();
 			AbortCurrentTransaction();
-			set_outcome(OUTCOME_NOT_READY, edata->message);
+			if (failure_outcome(edata) == OUTCOME_RETRY)
+			{
+				ereport(LOG,
+						(errmsg("subexpire: %s run failed: %s", trigger, edata->message),
+						 edata->hint ? errhint("%s", edata->hint) : 0));
+				record_failed_run(trigger, GetCurrentTimestamp(), 0,
+								  edata->message, -1, false);
+				subexpire_stats_count_worker_run(GetCurrentTimestamp(),
+												 GetCurrentTimestamp(), 0,
+												 edata->message, -1);
+				set_outcome(OUTCOME_RETRY, edata->message);
+			}
+			else
+				set_outcome(OUTCOME_NOT_READY, edata->message);
 			ready = false;
 		}
 		PG_END_TRY();
 		if (!ready)
 			proc_exit(0);
+
+		/* Turned off while this worker waited: no run. */
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!subexpire_enabled)
+		{
+			set_outcome(OUTCOME_DONE, NULL);
+			proc_exit(0);
+		}
 
 		run_batched(trigger, sql_version >= SUBEXPIRE_SQL_1_1);
 	}
