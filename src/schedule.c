@@ -477,6 +477,7 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 	fsec_t		fsec;
 	int			seconds_west;
 	int			first_day;
+	int			last_minute = 0;
 
 	if (TIMESTAMP_NOT_FINITE(after))
 		return DT_NOEND;
@@ -500,6 +501,10 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 			return DT_NOEND;	/* the next one is beyond the last timestamp */
 		return next;
 	}
+
+	for (int minute = 0; minute < 60; minute++)
+		if (schedule->minutes & (UINT64CONST(1) << minute))
+			last_minute = minute;
 
 	/* Start from the wall-clock day of "after" (and the day before it). */
 	if (timestamp2tm(after, &seconds_west, &tm, &fsec, NULL, tz) != 0)
@@ -528,6 +533,16 @@ subexpire_next_run(const SubexpireSchedule *schedule, pg_tz *tz,
 		for (int hour = 0; hour < 24; hour++)
 		{
 			if ((schedule->hours & (((uint32) 1) << hour)) == 0)
+				continue;
+
+			/*
+			 * Wall-clock times occur in their order, so when the hour's last
+			 * matching minute is not after "after", none of its minutes is:
+			 * skip the hour, rather than look at each of its minutes.
+			 */
+			if (wall_clock_instant(midnight +
+								   (hour * 60 + last_minute) * USECS_PER_MINUTE,
+								   tz) <= after)
 				continue;
 			for (int minute = 0; minute < 60; minute++)
 			{

@@ -257,8 +257,8 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("subexpire.lock_wait",
-							"How long a run waits, in all, for due rows that other transactions hold locked.",
-							"Rows still locked after this are left for the next run and counted in the run's record.",
+							"How long a run waits, in all, for due rows that other transactions hold locked, and at most for any other lock.",
+							"Rows still locked after this are left for the next run and counted in the run's record; a run that waits longer for another lock (on the table, say) fails.",
 							&subexpire_lock_wait,
 							1000, 1, 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS,

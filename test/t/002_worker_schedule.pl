@@ -229,7 +229,7 @@ ok($node->poll_query_until($db, batch_expired_query(4, 7)),
 is( $node->safe_psql($db, q{
         SELECT string_agg(DISTINCT w.who, ',') FROM who_log w JOIN subscriptions s ON s.id = w.sub_id
         WHERE s.expires_at = '2000-01-05 00:00+00'}),
-    'expirer', 'as the role expirer');
+    'postgres', "whose statements on the table act as the table's owner");
 is( $node->safe_psql($db, qq{
         SELECT format('%s/%s/%s', "trigger", status, expired_count)
         FROM subexpire_runs WHERE started_at > '$t_role' AND expired_count > 0}),
