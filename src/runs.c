@@ -29,6 +29,7 @@
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/fmgroids.h"
@@ -125,6 +126,38 @@ extension_schema(void)
 	return schema;
 }
 
+static void
+lock_runs_step(void *arg)
+{
+	LockRelationOid(*(Oid *) arg, RowExclusiveLock);
+}
+
+/*
+ * Lock subexpire_runs for a statement on it, waiting no longer than
+ * lock_timeout, which every run sets to subexpire.lock_wait: a transaction
+ * that holds the history locked must not stall a run that holds its
+ * expired rows locked, and its error must say what the run waited for.
+ */
+static void
+lock_runs_table(Oid relid)
+{
+	ErrorData  *error;
+
+	if (ConditionalLockRelationOid(relid, RowExclusiveLock))
+		return;
+	error = subexpire_try(lock_runs_step, &relid);
+	if (error == NULL)
+		return;
+	if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		ReThrowError(error);
+	ereport(ERROR,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg("could not lock table %s to record the run within subexpire.lock_wait (%d ms)",
+					RUNS_TABLE, subexpire_lock_wait),
+			 errdetail("Another transaction holds the run history locked; the run's transaction is rolled back."),
+			 errhint("Find the holder in pg_locks.  The worker records the run as failed and tries again within a minute.")));
+}
+
 /*
  * Execute a statement on subexpire_runs with the rights of its owner.
  * sql_template names the table with %s.  Returns SPI's result code.
@@ -150,6 +183,7 @@ execute_as_owner(const char *sql_template, int nargs, Oid *types,
 	sql = psprintf(sql_template,
 				   quote_qualified_identifier(get_namespace_name(schema),
 											  RUNS_TABLE));
+	lock_runs_table(runs_relid);
 
 	/*
 	 * As the owner, with a search_path that the caller cannot have prepared:
