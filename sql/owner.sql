@@ -101,7 +101,7 @@ SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
 SELECT id, status FROM app.kept ORDER BY id;
 -- The next run tries it again, once.
 SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
-SELECT expired_count, skipped_locked FROM subexpire_runs ORDER BY run_id DESC LIMIT 2;
+SELECT expired_count, skipped_locked, kept_active FROM subexpire_runs ORDER BY run_id DESC LIMIT 2;
 
 -- A deferred constraint trigger fires, as the owner, at the end of the
 -- run's statement.

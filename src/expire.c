@@ -1248,6 +1248,7 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 			if (subexpire_max_expired_per_run > 0)
 				subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
 			result = subexpire_expire_due(target, as_of, started_at, kept);
+			result.kept_active = subexpire_kept_rows_count(kept);
 			subexpire_warn_kept_rows(target, kept);
 			/* Rows that became due while the run went on count too. */
 			subexpire_check_max_expired(result.expired_count, as_of);

@@ -203,6 +203,18 @@ execute_as_owner(const char *sql_template, int nargs, Oid *types,
 	return rc;
 }
 
+/*
+ * Whether subexpire_runs has kept_active: the SQL objects may be older than
+ * the library (see subexpire_sql_version()).
+ */
+static bool
+has_kept_active(void)
+{
+	char	   *version;
+
+	return subexpire_sql_version(&version) >= SUBEXPIRE_SQL_1_2;
+}
+
 static int64
 returned_int64(void)
 {
@@ -225,12 +237,13 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 					 const char *status, const SubexpireRunResult *result,
 					 const char *error)
 {
-	Oid			types[8] = {
+	Oid			types[9] = {
 		TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		TEXTOID, INT8OID, INT8OID, TEXTOID
+		TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID
 	};
-	Datum		values[8];
-	char		nulls[8];
+	Datum		values[9];
+	char		nulls[9];
+	bool		with_kept = has_kept_active();
 	int			rc;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -246,10 +259,14 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 	values[7] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	if (error == NULL)
 		nulls[7] = 'n';
+	values[8] = Int64GetDatum(result->kept_active);
 
-	rc = execute_as_owner("INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error) "
+	rc = execute_as_owner(with_kept
+						  ? "INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error, kept_active) "
+						  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING run_id"
+						  : "INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error) "
 						  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING run_id",
-						  8, types, values, nulls);
+						  with_kept ? 9 : 8, types, values, nulls);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "recording the run failed: %s",
 			 SPI_result_code_string(rc));
@@ -269,10 +286,11 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 					 const char *status, const char *error,
 					 int64 longest_batch)
 {
-	Oid			types[6] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INTERVALOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	int			nargs = 5;
+	Oid			types[7] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID,
+	INTERVALOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		with_kept = has_kept_active();
 	int			rc;
 
 	values[0] = Int64GetDatum(run_id);
@@ -284,22 +302,25 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	if (error == NULL)
 		nulls[4] = 'n';
+	values[5] = Int64GetDatum(added->kept_active);
 	if (longest_batch >= 0)
 	{
 		Interval   *interval = palloc0(sizeof(Interval));
 
 		interval->time = longest_batch;
-		values[5] = IntervalPGetDatum(interval);
-		nargs = 6;
+		values[6] = IntervalPGetDatum(interval);
 	}
+	else
+		nulls[6] = 'n';
 
 	rc = execute_as_owner(psprintf("UPDATE %%s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
 								   "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
 								   "status = COALESCE($4, status), error = $5, "
-								   "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END%s "
+								   "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END%s%s "
 								   "WHERE run_id OPERATOR(pg_catalog.=) $1",
-								   nargs == 6 ? ", longest_batch = $6" : ""),
-						  nargs, types, values, nulls);
+								   with_kept ? ", kept_active = kept_active OPERATOR(pg_catalog.+) $6" : "",
+								   longest_batch >= 0 ? ", longest_batch = $7" : ""),
+						  7, types, values, nulls);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "updating run %lld failed: %s", (long long) run_id,
 			 SPI_result_code_string(rc));
@@ -370,7 +391,7 @@ subexpire_announce_run(const char *trigger, int64 run_id, TimestampTz as_of,
 					   const SubexpireRunResult *result)
 {
 	ereport(LOG,
-			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s",
+			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s%s",
 					trigger, (long long) run_id,
 					(long long) result->expired_count,
 					timestamptz_to_str(as_of),
@@ -378,6 +399,10 @@ subexpire_announce_run(const char *trigger, int64 run_id, TimestampTz as_of,
 					result->skipped_locked > 0
 					? psprintf(", and left %lld locked by other transactions for the next run",
 							   (long long) result->skipped_locked)
+					: "",
+					result->kept_active > 0
+					? psprintf("; %lld more stayed due, their status kept by a trigger",
+							   (long long) result->kept_active)
 					: "")));
 
 	if (result->expired_count > 0)

@@ -99,6 +99,7 @@ typedef struct SubexpireRunResult
 {
 	int64		expired_count;
 	int64		skipped_locked;
+	int64		kept_active;	/* updated, but kept due by a trigger */
 } SubexpireRunResult;
 
 typedef struct SubexpireKeptRows SubexpireKeptRows;
@@ -148,8 +149,9 @@ extern TimestampTz subexpire_last_scheduled_success(void);
 #define SUBEXPIRE_SQL_1_0 100
 #define SUBEXPIRE_SQL_1_1 101	/* subexpire_runs.longest_batch,
 								 * subexpire_stats.last_run_longest_batch */
-#define SUBEXPIRE_SQL_VERSION SUBEXPIRE_SQL_1_1
-#define SUBEXPIRE_SQL_VERSION_NAME "1.1"
+#define SUBEXPIRE_SQL_1_2 102	/* subexpire_runs.kept_active */
+#define SUBEXPIRE_SQL_VERSION SUBEXPIRE_SQL_1_2
+#define SUBEXPIRE_SQL_VERSION_NAME "1.2"
 
 extern int	subexpire_sql_version(char **version);
 

@@ -697,6 +697,7 @@ run_batched(const char *trigger, bool record_longest)
 	SubexpireKeptRows *kept = subexpire_kept_rows_create(run_context);
 	bool		more;
 	int64		round_expired;
+	int64		kept_before;
 
 	PG_TRY();
 	{
@@ -732,6 +733,7 @@ run_batched(const char *trigger, bool record_longest)
 				begin_step("subexpire: expiring a batch");
 				target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
 				subexpire_register_run_xact();
+				kept_before = subexpire_kept_rows_count(kept);
 				subexpire_start_waking_wal_writer();
 				added.expired_count = subexpire_expire_batch(target, as_of, as_of,
 															 subexpire_batch_size,
@@ -739,12 +741,13 @@ run_batched(const char *trigger, bool record_longest)
 				subexpire_stop_waking_wal_writer();
 				subexpire_close_target(target);
 				added.skipped_locked = 0;
+				added.kept_active = subexpire_kept_rows_count(kept) - kept_before;
 
 				/*
 				 * The record gets the longest of the batches committed so
 				 * far.
 				 */
-				if (added.expired_count > 0)
+				if (added.expired_count > 0 || added.kept_active > 0)
 					subexpire_update_run(run_id, &added, NULL, NULL,
 										 record_longest ? longest : -1);
 				end_step();
@@ -765,10 +768,12 @@ run_batched(const char *trigger, bool record_longest)
 		begin_step("subexpire: finishing the run");
 		target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
 		subexpire_register_run_xact();
+		kept_before = subexpire_kept_rows_count(kept);
 		if (subexpire_due_rows_all_taken(due_rows))
 			added = none;
 		else
 			added = subexpire_expire_due(target, as_of, as_of, kept);
+		added.kept_active = subexpire_kept_rows_count(kept) - kept_before;
 		subexpire_warn_kept_rows(target, kept);
 		subexpire_close_target(target);
 
@@ -784,6 +789,7 @@ run_batched(const char *trigger, bool record_longest)
 							 record_longest ? longest : -1);
 		total.expired_count += added.expired_count;
 		total.skipped_locked = added.skipped_locked;
+		total.kept_active = subexpire_kept_rows_count(kept);
 		subexpire_prune_runs();
 		finished_at = GetCurrentTimestamp();
 		subexpire_announce_run(trigger, run_id, as_of, as_of, finished_at,
@@ -880,7 +886,7 @@ subexpire_run_main(Datum arg)
 		ereport(LOG,
 				(errmsg("subexpire: the extension in database \"%s\" is version %s, older than the library (%s)",
 						database, extversion, SUBEXPIRE_SQL_VERSION_NAME),
-				 errdetail("Runs work, but without what the newer version adds, such as subexpire_runs.longest_batch."),
+				 errdetail("Runs work, but without what the newer versions add, such as subexpire_runs.kept_active."),
 				 errhint("Run ALTER EXTENSION subexpire UPDATE.")));
 
 	if (subexpire_fail_interrupted_runs() > 0)
