@@ -69,23 +69,25 @@
  * word, $3 the bound on the expiry column, $4 the run's time for the
  * updated-at column, $5 a row's ctid (only in the one-row UPDATE), $6 the
  * ctids of a batch's rows (only in the worker's batches) and $7 the
- * transactions of this run that left rows due (see KeptRows; only when
- * the target counts by outcome).
+ * transactions of this run that wrote rows (see SubexpireRunWrites).
  */
 #define PARAM_COUNT 7
 
 /*
- * The rows that this run updated but that are still due, because a BEFORE
- * trigger kept their status as it was.  They are counted, and every later
- * statement of the run leaves out the row versions that the run's own
- * transactions wrote (their xmin), so that a run considers each due row at
- * most once, and no trigger can make it come back for the same rows
- * without end.
+ * What a run has written so far: the (sub)transactions in which its
+ * statements updated rows, and how many of those rows stayed due because
+ * a BEFORE trigger kept their status.  The statements that come back for
+ * due rows after the run has written some (another list of the worker,
+ * the locked-rows path's later passes, the worker's last step) leave out
+ * the row versions that those transactions wrote (their xmin), so that a
+ * run considers each due row at most once: neither a trigger that keeps
+ * or puts back the status, nor anything else, can make it come back for
+ * the same rows without end.
  */
-struct SubexpireKeptRows
+struct SubexpireRunWrites
 {
 	MemoryContext context;		/* lives as long as the run */
-	int64		count;
+	int64		kept;			/* rows updated that stayed due */
 	int			nxids;
 	int			maxxids;
 	TransactionId *xids;
@@ -96,6 +98,7 @@ typedef struct StatementParams
 	Oid			types[PARAM_COUNT];
 	Datum		values[PARAM_COUNT];
 	char		nulls[PARAM_COUNT];
+	bool		exclude_written;	/* $7 is not empty */
 } StatementParams;
 
 /*
@@ -114,70 +117,70 @@ static CachedStatement expire_statement;
 static CachedStatement count_statement;
 static CachedStatement probe_statement;
 
-/* $7: the transactions of the run that left rows due. */
+/* $7: the transactions of the run that wrote rows. */
 static void
-set_kept_param(StatementParams *params, const SubexpireKeptRows *kept)
+set_writes_param(StatementParams *params, const SubexpireRunWrites *writes)
 {
-	Datum	   *xids = palloc((kept ? kept->nxids : 0) * sizeof(Datum) + 1);
-	int			n = kept ? kept->nxids : 0;
+	int			n = writes ? writes->nxids : 0;
+	Datum	   *xids = palloc(n * sizeof(Datum) + 1);
 
 	for (int i = 0; i < n; i++)
-		xids[i] = TransactionIdGetDatum(kept->xids[i]);
+		xids[i] = TransactionIdGetDatum(writes->xids[i]);
 	params->values[6] = PointerGetDatum(construct_array(xids, n, XIDOID,
 														sizeof(TransactionId),
 														true, TYPALIGN_INT));
 	params->nulls[6] = ' ';
+	params->exclude_written = (n > 0);
 }
 
-SubexpireKeptRows *
-subexpire_kept_rows_create(MemoryContext context)
+SubexpireRunWrites *
+subexpire_run_writes_create(MemoryContext context)
 {
-	SubexpireKeptRows *kept = MemoryContextAllocZero(context,
-													 sizeof(SubexpireKeptRows));
+	SubexpireRunWrites *writes = MemoryContextAllocZero(context,
+														sizeof(SubexpireRunWrites));
 
-	kept->context = context;
-	return kept;
+	writes->context = context;
+	return writes;
 }
 
 int64
-subexpire_kept_rows_count(const SubexpireKeptRows *kept)
+subexpire_run_writes_kept(const SubexpireRunWrites *writes)
 {
-	return kept->count;
+	return writes->kept;
 }
 
 /*
- * The statement just run in the current (sub)transaction updated "count"
- * rows that stay due: remember the transaction, whose row versions the
- * run's later statements leave out, and refresh $7.
+ * The statement just run in the current (sub)transaction updated rows,
+ * "kept" of which stayed due: remember the transaction, whose row versions
+ * the run's later searches leave out, and refresh $7.
  */
 static void
-note_kept_rows(SubexpireKeptRows *kept, StatementParams *params,
-			   uint64 count)
+note_writes(SubexpireRunWrites *writes, StatementParams *params, uint64 kept)
 {
 	TransactionId xid = GetCurrentTransactionId();
 
-	kept->count += count;
-	if (kept->nxids == 0 || kept->xids[kept->nxids - 1] != xid)
+	writes->kept += kept;
+	if (writes->nxids == 0 || writes->xids[writes->nxids - 1] != xid)
 	{
-		if (kept->nxids == kept->maxxids)
+		if (writes->nxids == writes->maxxids)
 		{
-			kept->maxxids = Max(16, kept->maxxids * 2);
-			if (kept->xids == NULL)
-				kept->xids = MemoryContextAlloc(kept->context,
-												kept->maxxids * sizeof(TransactionId));
+			writes->maxxids = Max(16, writes->maxxids * 2);
+			if (writes->xids == NULL)
+				writes->xids = MemoryContextAlloc(writes->context,
+												  writes->maxxids * sizeof(TransactionId));
 			else
-				kept->xids = repalloc(kept->xids,
-									  kept->maxxids * sizeof(TransactionId));
+				writes->xids = repalloc(writes->xids,
+										writes->maxxids * sizeof(TransactionId));
 		}
-		kept->xids[kept->nxids++] = xid;
+		writes->xids[writes->nxids++] = xid;
 	}
-	set_kept_param(params, kept);
+	set_writes_param(params, writes);
 }
 
 static void
 set_params(StatementParams *params, SubexpireTarget *target,
 		   TimestampTz as_of, TimestampTz run_time,
-		   const SubexpireKeptRows *kept)
+		   const SubexpireRunWrites *writes)
 {
 	TimestampTz bound = as_of;
 
@@ -217,20 +220,22 @@ set_params(StatementParams *params, SubexpireTarget *target,
 	memset(params->nulls, ' ', PARAM_COUNT);
 	params->nulls[4] = 'n';
 	params->nulls[5] = 'n';
-	set_kept_param(params, kept);
+	set_writes_param(params, writes);
 }
 
 /*
- * "status = $2 AND expires_at <= $3", operators pinned to pg_catalog; when
- * the target counts by outcome, leaving out the row versions that this run
- * wrote and left due ($7).
+ * "status = $2 AND expires_at <= $3", operators pinned to pg_catalog; with
+ * exclude_written, leaving out the row versions that this run wrote ($7).
+ * The first statement of a run has written nothing, so that the common
+ * path stays one plain UPDATE.
  */
 static void
-append_due_condition(StringInfo sql, SubexpireTarget *target)
+append_due_condition(StringInfo sql, SubexpireTarget *target,
+					 bool exclude_written)
 {
 	appendStringInfo(sql, "%s OPERATOR(pg_catalog.=) $2 AND %s OPERATOR(pg_catalog.<=) $3",
 					 target->status_column, target->expires_column);
-	if (target->count_outcome)
+	if (exclude_written)
 		appendStringInfoString(sql, " AND NOT (xmin OPERATOR(pg_catalog.=) ANY ($7))");
 }
 
@@ -254,15 +259,16 @@ append_returning(StringInfo sql, SubexpireTarget *target)
 }
 
 /*
- * Check the result of one of the UPDATEs, count the rows it expired, and
- * log them when subexpire.log_expired is on.  When the target counts by
- * outcome, a row counts only when it was given the expired word; the others
- * are added to "kept".  Returns how many it expired, and in *processed, when
- * not NULL, how many rows it updated.
+ * Check the result of one of the UPDATEs, count the rows it expired, note
+ * what it wrote in "writes", and log the expired rows when
+ * subexpire.log_expired is on.  When the target counts by outcome, a row
+ * counts only when it was given the expired word; the others are counted
+ * as kept.  Returns how many it expired, and in *processed, when not NULL,
+ * how many rows it updated.
  */
 static uint64
 finish_update(int rc, SubexpireTarget *target, const char *what,
-			  SubexpireKeptRows *kept, StatementParams *params,
+			  SubexpireRunWrites *writes, StatementParams *params,
 			  uint64 *processed)
 {
 	int			key_from = target->count_outcome ? 2 : 1;
@@ -273,7 +279,11 @@ finish_update(int rc, SubexpireTarget *target, const char *what,
 	if (processed != NULL)
 		*processed = SPI_processed;
 	if (rc != SPI_OK_UPDATE_RETURNING)
+	{
+		if (SPI_processed > 0)
+			note_writes(writes, params, 0);
 		return expired;
+	}
 	if (target->count_outcome)
 	{
 		expired = 0;
@@ -286,9 +296,9 @@ finish_update(int rc, SubexpireTarget *target, const char *what,
 			if (!isnull && DatumGetBool(given))
 				expired++;
 		}
-		if (expired < SPI_processed)
-			note_kept_rows(kept, params, SPI_processed - expired);
 	}
+	if (SPI_processed > 0)
+		note_writes(writes, params, SPI_processed - expired);
 	if (subexpire_log_expired)
 	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -379,7 +389,7 @@ count_due_rows(SubexpireTarget *target, StatementParams *params)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s WHERE ",
 					 target->qualified_name);
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params->exclude_written);
 	plan = cached_plan(&count_statement, sql.data, params);
 
 	/* Not read-only: the count must see the rows this run has just expired. */
@@ -409,7 +419,7 @@ any_due_rows(SubexpireTarget *target, StatementParams *params)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT 1 FROM %s WHERE ", target->qualified_name);
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params->exclude_written);
 	appendStringInfo(&sql, " ORDER BY %s LIMIT 1", target->expires_column);
 	plan = cached_plan(&probe_statement, sql.data, params);
 
@@ -440,14 +450,14 @@ subexpire_count_due(SubexpireTarget *target, TimestampTz as_of)
  */
 void
 subexpire_warn_kept_rows(const SubexpireTarget *target,
-						 const SubexpireKeptRows *kept)
+						 const SubexpireRunWrites *writes)
 {
-	if (kept->count > 0)
+	if (writes->kept > 0)
 		ereport(WARNING,
 				(errmsg_plural("%lld due subscription in %s stayed due after the run updated it",
 							   "%lld due subscriptions in %s stayed due after the run updated them",
-							   (unsigned long) kept->count,
-							   (long long) kept->count, target->qualified_name),
+							   (unsigned long) writes->kept,
+							   (long long) writes->kept, target->qualified_name),
 				 errdetail("A BEFORE trigger on the table gave them another status than subexpire.expired_status; they are not counted as expired, and the run did not try them again."),
 				 errhint("Check the table's triggers; the next run tries them again.")));
 }
@@ -458,7 +468,7 @@ typedef struct LockWaitStep
 	SPIPlanPtr	plan;
 	SubexpireTarget *target;
 	StatementParams *params;
-	SubexpireKeptRows *kept;
+	SubexpireRunWrites *writes;
 	int			timeout_ms;
 	uint64		expired;
 } LockWaitStep;
@@ -477,7 +487,7 @@ execute_step(void *arg)
 	rc = SPI_execute_plan(step->plan, step->params->values,
 						  step->params->nulls, false, 0);
 	step->expired = finish_update(rc, step->target, "expiring due rows",
-								  step->kept, step->params, NULL);
+								  step->writes, step->params, NULL);
 	AtEOXact_GUC(true, guc_level);
 }
 
@@ -490,10 +500,10 @@ execute_step(void *arg)
  */
 static bool
 execute_with_lock_wait(SPIPlanPtr plan, SubexpireTarget *target,
-					   StatementParams *params, SubexpireKeptRows *kept,
+					   StatementParams *params, SubexpireRunWrites *writes,
 					   int timeout_ms, uint64 *expired, bool *deadlocked)
 {
-	LockWaitStep step = {plan, target, params, kept, timeout_ms, 0};
+	LockWaitStep step = {plan, target, params, writes, timeout_ms, 0};
 	ErrorData  *error = subexpire_try(execute_step, &step);
 
 	*deadlocked = false;
@@ -608,7 +618,7 @@ append_leaf_update_head(StringInfo sql, SubexpireTarget *target,
 /* Expire every due row of one table that nobody else holds locked. */
 static uint64
 expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
-					 StatementParams *params, SubexpireKeptRows *kept)
+					 StatementParams *params, SubexpireRunWrites *writes)
 {
 	StringInfoData sql;
 	int			rc;
@@ -618,14 +628,14 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
 	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY ");
 	appendStringInfoString(&sql, table->name);
 	appendStringInfoString(&sql, " WHERE ");
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params->exclude_written);
 	appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params->exclude_written);
 	append_returning(&sql, target);
 
 	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
-	return finish_update(rc, target, "expiring unlocked rows", kept, params,
+	return finish_update(rc, target, "expiring unlocked rows", writes, params,
 						 NULL);
 }
 
@@ -638,7 +648,7 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
  */
 static uint64
 expire_locked_rows(SubexpireTarget *target, HeapTable *table,
-				   StatementParams *params, SubexpireKeptRows *kept,
+				   StatementParams *params, SubexpireRunWrites *writes,
 				   TimestampTz deadline)
 {
 	StringInfoData sql;
@@ -650,7 +660,7 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", table->name);
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params->exclude_written);
 	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
 	if (rc != SPI_OK_SELECT)
@@ -664,7 +674,7 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 	resetStringInfo(&sql);
 	append_leaf_update_head(&sql, target, table);
 	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) $5 AND ");
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params->exclude_written);
 	append_returning(&sql, target);
 	one_row = SPI_prepare(sql.data, PARAM_COUNT, params->types);
 	if (one_row == NULL)
@@ -686,7 +696,7 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 		params->values[4] = SPI_getbinval(candidates->vals[i],
 										  candidates->tupdesc, 1, &isnull);
 		params->nulls[4] = ' ';
-		if (execute_with_lock_wait(one_row, target, params, kept,
+		if (execute_with_lock_wait(one_row, target, params, writes,
 								   (int) wait_ms, &processed, &deadlocked))
 			expired += processed;
 		else if (deadlocked)
@@ -719,7 +729,7 @@ count_skipped_rows(SubexpireTarget *target, StatementParams *params)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT xmax FROM %s WHERE ", target->qualified_name);
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params->exclude_written);
 	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
 	if (rc != SPI_OK_SELECT)
@@ -748,7 +758,7 @@ count_skipped_rows(SubexpireTarget *target, StatementParams *params)
  */
 static uint64
 expire_around_locks(SubexpireTarget *target, StatementParams *params,
-					SubexpireKeptRows *kept, bool may_wait, int64 *skipped)
+					SubexpireRunWrites *writes, bool may_wait, int64 *skipped)
 {
 	List	   *tables = heap_tables(target);
 	TimestampTz deadline;
@@ -756,7 +766,7 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 	ListCell   *lc;
 
 	foreach(lc, tables)
-		expired += expire_unlocked_rows(target, lfirst(lc), params, kept);
+		expired += expire_unlocked_rows(target, lfirst(lc), params, writes);
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   subexpire_lock_wait);
@@ -767,7 +777,7 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 	 */
 	if (may_wait)
 		foreach(lc, tables)
-			expired += expire_locked_rows(target, lfirst(lc), params, kept,
+			expired += expire_locked_rows(target, lfirst(lc), params, writes,
 										  deadline);
 
 	/*
@@ -775,7 +785,7 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 	 * version (so that the one-row UPDATE no longer found them by ctid).
 	 */
 	foreach(lc, tables)
-		expired += expire_unlocked_rows(target, lfirst(lc), params, kept);
+		expired += expire_unlocked_rows(target, lfirst(lc), params, writes);
 
 	*skipped = count_skipped_rows(target, params);
 	return expired;
@@ -784,13 +794,13 @@ expire_around_locks(SubexpireTarget *target, StatementParams *params,
 /*
  * Expire every row of the target due at as_of, setting the updated-at
  * column (when configured) to run_time, in the current transaction.  The
- * caller is connected to SPI and has opened the target for a run; rows
- * that triggers kept due are added to "kept", and rows that the run's
- * transactions in "kept" left due are left out.
+ * caller is connected to SPI and has opened the target for a run; what
+ * it writes is noted in "writes", and the row versions that the run wrote
+ * before, by the transactions in "writes", are left out.
  */
 SubexpireRunResult
 subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
-					 TimestampTz run_time, SubexpireKeptRows *kept)
+					 TimestampTz run_time, SubexpireRunWrites *writes)
 {
 	SubexpireRunResult result = {0, 0};
 	StatementParams params;
@@ -799,23 +809,23 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 	uint64		processed;
 	bool		deadlocked;
 
-	set_params(&params, target, as_of, run_time, kept);
+	set_params(&params, target, as_of, run_time, writes);
 
 	if (!any_due_rows(target, &params))
 		return result;
 
 	initStringInfo(&sql);
 	append_update_head(&sql, target, target->qualified_name, false);
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params.exclude_written);
 	append_returning(&sql, target);
 	plan = cached_plan(&expire_statement, sql.data, &params);
 
-	if (execute_with_lock_wait(plan, target, &params, kept,
+	if (execute_with_lock_wait(plan, target, &params, writes,
 							   subexpire_lock_wait, &processed, &deadlocked))
 		result.expired_count = (int64) processed;
 	else
 		result.expired_count = (int64) expire_around_locks(target, &params,
-														   kept, !deadlocked,
+														   writes, !deadlocked,
 														   &result.skipped_locked);
 
 	if (result.skipped_locked > 0)
@@ -935,7 +945,7 @@ collect_table(SubexpireTarget *target, TableDueRows *due,
 	}
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", due->table->name);
-	append_due_condition(&sql, target);
+	append_due_condition(&sql, target, params->exclude_written);
 	portal = SPI_cursor_open_with_args(NULL, sql.data, PARAM_COUNT,
 									   params->types, params->values,
 									   params->nulls, true, 0);
@@ -986,7 +996,7 @@ collect_table(SubexpireTarget *target, TableDueRows *due,
  */
 bool
 subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
-						SubexpireDueRows *rows, const SubexpireKeptRows *kept)
+						SubexpireDueRows *rows, const SubexpireRunWrites *writes)
 {
 	StatementParams params;
 	int64		budget = (int64) maintenance_work_mem * 1024 / sizeof(ItemPointerData);
@@ -994,7 +1004,7 @@ subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 	bool		any = false;
 	ListCell   *lc;
 
-	set_params(&params, target, as_of, as_of, kept);
+	set_params(&params, target, as_of, as_of, writes);
 	if (first)
 	{
 		MemoryContext old = MemoryContextSwitchTo(rows->context);
@@ -1056,7 +1066,7 @@ subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 int64
 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 					   TimestampTz run_time, int64 limit,
-					   SubexpireDueRows *rows, SubexpireKeptRows *kept,
+					   SubexpireDueRows *rows, SubexpireRunWrites *writes,
 					   bool *more)
 {
 	StatementParams params;
@@ -1064,7 +1074,7 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 	int64		expired = 0;
 	ListCell   *lc;
 
-	set_params(&params, target, as_of, run_time, kept);
+	set_params(&params, target, as_of, run_time, writes);
 	*more = false;
 	foreach(lc, rows->tables)
 	{
@@ -1088,9 +1098,10 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 		append_leaf_update_head(&sql, target, due->table);
 		appendStringInfo(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($6) AND ",
 						 due->table->name);
-		append_due_condition(&sql, target);
+		/* The list left out the row versions that the run wrote itself. */
+		append_due_condition(&sql, target, false);
 		appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
-		append_due_condition(&sql, target);
+		append_due_condition(&sql, target, false);
 		append_returning(&sql, target);
 
 		/*
@@ -1126,7 +1137,7 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 
 			rc = SPI_execute_plan(plan, params.values, params.nulls, false, 0);
 			expired += (int64) finish_update(rc, target, "expiring a batch",
-											 kept, &params, &taken);
+											 writes, &params, &taken);
 			rows->not_taken += piece - (int64) taken;
 			SPI_freetuptable(SPI_tuptable);
 			pfree(array);
@@ -1240,16 +1251,16 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 		 */
 		PG_TRY();
 		{
-			SubexpireKeptRows *kept = subexpire_kept_rows_create(run_context);
+			SubexpireRunWrites *writes = subexpire_run_writes_create(run_context);
 			TimestampTz finished_at;
 			int64		run_id;
 
 			subexpire_register_run_xact();
 			if (subexpire_max_expired_per_run > 0)
 				subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
-			result = subexpire_expire_due(target, as_of, started_at, kept);
-			result.kept_active = subexpire_kept_rows_count(kept);
-			subexpire_warn_kept_rows(target, kept);
+			result = subexpire_expire_due(target, as_of, started_at, writes);
+			result.kept_active = subexpire_run_writes_kept(writes);
+			subexpire_warn_kept_rows(target, writes);
 			/* Rows that became due while the run went on count too. */
 			subexpire_check_max_expired(result.expired_count, as_of);
 			finished_at = GetCurrentTimestamp();

@@ -102,25 +102,25 @@ typedef struct SubexpireRunResult
 	int64		kept_active;	/* updated, but kept due by a trigger */
 } SubexpireRunResult;
 
-typedef struct SubexpireKeptRows SubexpireKeptRows;
-extern SubexpireKeptRows *subexpire_kept_rows_create(MemoryContext context);
-extern int64 subexpire_kept_rows_count(const SubexpireKeptRows *kept);
+typedef struct SubexpireRunWrites SubexpireRunWrites;
+extern SubexpireRunWrites *subexpire_run_writes_create(MemoryContext context);
+extern int64 subexpire_run_writes_kept(const SubexpireRunWrites *writes);
 extern void subexpire_warn_kept_rows(const SubexpireTarget *target,
-									 const SubexpireKeptRows *kept);
+									 const SubexpireRunWrites *writes);
 extern int64 subexpire_count_due(SubexpireTarget *target, TimestampTz as_of);
 extern SubexpireRunResult subexpire_expire_due(SubexpireTarget *target,
 											   TimestampTz as_of,
 											   TimestampTz run_time,
-											   SubexpireKeptRows *kept);
+											   SubexpireRunWrites *writes);
 typedef struct SubexpireDueRows SubexpireDueRows;
 extern SubexpireDueRows *subexpire_due_rows_create(MemoryContext context);
 extern bool subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 									SubexpireDueRows *rows,
-									const SubexpireKeptRows *kept);
+									const SubexpireRunWrites *writes);
 extern int64 subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 									TimestampTz run_time, int64 limit,
 									SubexpireDueRows *rows,
-									SubexpireKeptRows *kept, bool *more);
+									SubexpireRunWrites *writes, bool *more);
 extern bool subexpire_due_rows_all_taken(const SubexpireDueRows *rows);
 extern void subexpire_check_max_expired(int64 count, TimestampTz as_of);
 

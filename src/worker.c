@@ -694,7 +694,7 @@ run_batched(const char *trigger, bool record_longest)
 	TimestampTz step_started_at;
 	MemoryContext run_context = CurrentMemoryContext;
 	SubexpireDueRows *due_rows = subexpire_due_rows_create(run_context);
-	SubexpireKeptRows *kept = subexpire_kept_rows_create(run_context);
+	SubexpireRunWrites *writes = subexpire_run_writes_create(run_context);
 	bool		more;
 	int64		round_expired;
 	int64		kept_before;
@@ -722,7 +722,7 @@ run_batched(const char *trigger, bool record_longest)
 			CHECK_FOR_INTERRUPTS();
 			begin_step("subexpire: finding due rows");
 			target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
-			more = subexpire_find_due_rows(target, as_of, due_rows, kept);
+			more = subexpire_find_due_rows(target, as_of, due_rows, writes);
 			subexpire_close_target(target);
 			end_step();
 			round_expired = 0;
@@ -733,15 +733,15 @@ run_batched(const char *trigger, bool record_longest)
 				begin_step("subexpire: expiring a batch");
 				target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
 				subexpire_register_run_xact();
-				kept_before = subexpire_kept_rows_count(kept);
+				kept_before = subexpire_run_writes_kept(writes);
 				subexpire_start_waking_wal_writer();
 				added.expired_count = subexpire_expire_batch(target, as_of, as_of,
 															 subexpire_batch_size,
-															 due_rows, kept, &more);
+															 due_rows, writes, &more);
 				subexpire_stop_waking_wal_writer();
 				subexpire_close_target(target);
 				added.skipped_locked = 0;
-				added.kept_active = subexpire_kept_rows_count(kept) - kept_before;
+				added.kept_active = subexpire_run_writes_kept(writes) - kept_before;
 
 				/*
 				 * The record gets the longest of the batches committed so
@@ -768,13 +768,13 @@ run_batched(const char *trigger, bool record_longest)
 		begin_step("subexpire: finishing the run");
 		target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
 		subexpire_register_run_xact();
-		kept_before = subexpire_kept_rows_count(kept);
+		kept_before = subexpire_run_writes_kept(writes);
 		if (subexpire_due_rows_all_taken(due_rows))
 			added = none;
 		else
-			added = subexpire_expire_due(target, as_of, as_of, kept);
-		added.kept_active = subexpire_kept_rows_count(kept) - kept_before;
-		subexpire_warn_kept_rows(target, kept);
+			added = subexpire_expire_due(target, as_of, as_of, writes);
+		added.kept_active = subexpire_run_writes_kept(writes) - kept_before;
+		subexpire_warn_kept_rows(target, writes);
 		subexpire_close_target(target);
 
 		/*
@@ -789,7 +789,7 @@ run_batched(const char *trigger, bool record_longest)
 							 record_longest ? longest : -1);
 		total.expired_count += added.expired_count;
 		total.skipped_locked = added.skipped_locked;
-		total.kept_active = subexpire_kept_rows_count(kept);
+		total.kept_active = subexpire_run_writes_kept(writes);
 		subexpire_prune_runs();
 		finished_at = GetCurrentTimestamp();
 		subexpire_announce_run(trigger, run_id, as_of, as_of, finished_at,

@@ -127,7 +127,7 @@ is($node->safe_psql('postgres', 'SELECT what || \':\' || who FROM app.seen'),
 # (174,762 ctids), every one kept active by the trigger.
 $node->safe_psql('postgres', q{
     SET ROLE app;
-    CREATE TABLE app.kept (id int, status text, expires_at timestamptz, updated_at timestamptz);
+    CREATE TABLE app.kept (id int PRIMARY KEY, status text, expires_at timestamptz, updated_at timestamptz);
     CREATE INDEX ON app.kept (status, expires_at);
     CREATE FUNCTION app.keep_status() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -159,6 +159,32 @@ is( $node->safe_psql('postgres', qq{
     'it counted only the rows that got the expired status, and recorded those kept due');
 ok(wait_for_log(qr/162000 due subscriptions in app\.kept stayed due after the run updated them/, $offset),
     'and warned about the rows the trigger kept due');
+reload_with($node, 'subexpire.enabled', 'off');
+ok($node->poll_query_until('postgres',
+        "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'"),
+    'no run goes on');
+
+# The same with a trigger that puts the status back by an UPDATE of its
+# own, after the run's: the run leaves out every row version it wrote.
+$node->safe_psql('postgres', q{
+    SET ROLE app;
+    DROP TRIGGER keep ON app.kept;
+    CREATE FUNCTION app.put_back() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE app.kept SET status = 'active' WHERE id = NEW.id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER put_back AFTER UPDATE ON app.kept FOR EACH ROW
+        WHEN (NEW.status = 'expired') EXECUTE FUNCTION app.put_back();
+    UPDATE app.kept SET status = 'active';
+    RESET ROLE;
+});
+$last_run = $node->safe_psql('postgres', 'SELECT coalesce(max(run_id), 0) FROM subexpire_runs');
+reload_with($node, 'subexpire.enabled', 'on');
+ok( $node->poll_query_until('postgres', qq{
+        SELECT count(*) > 0 FROM subexpire_runs
+        WHERE run_id > $last_run AND status = 'succeeded'}),
+    'a worker run over 180,000 rows that a trigger puts back to active ends');
 reload_with($node, 'subexpire.enabled', 'off');
 ok($node->poll_query_until('postgres',
         "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'"),
