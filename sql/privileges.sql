@@ -9,7 +9,7 @@ CREATE ROLE regress_subexpire_app;
 CREATE ROLE regress_subexpire_reader;
 GRANT pg_monitor TO regress_subexpire_reader;
 
--- EXECUTE is revoked from PUBLIC; the function runs with the caller's rights.
+-- EXECUTE is revoked from PUBLIC; the caller needs rights on the table.
 SELECT has_function_privilege('public', 'expire_subscriptions(timestamptz, boolean)', 'EXECUTE') AS public_may_execute;
 SELECT prosecdef AS security_definer FROM pg_proc WHERE proname = 'expire_subscriptions';
 

@@ -32,6 +32,14 @@
  * a row), so a renewal committed while a run is in progress is never
  * overwritten.
  *
+ * A row counts as expired when the UPDATE gave it the expired word.
+ * Without BEFORE ROW triggers on the target's tables, that is every row
+ * the UPDATE processed; with them, the statements return whether each row
+ * got it, and the rows a trigger kept due are counted apart.  Once a run
+ * has written rows, its later searches leave out the row versions it wrote
+ * (SubexpireRunWrites), so that nothing can make it come back for the same
+ * rows without end.
+ *
  * IDENTIFICATION
  *	  src/expire.c
  *
@@ -1172,7 +1180,8 @@ PG_FUNCTION_INFO_V1(expire_subscriptions);
  *		RETURNS TABLE (expired_count bigint, processed_at timestamptz)
  *
  * Expires every subscription due at as_of in the caller's transaction,
- * with the caller's rights, and records the run; with dry_run, only counts
+ * as the table's owner once the caller's rights are checked (see
+ * subexpire_open_target()), and records the run; with dry_run, only counts
  * them.  Not STRICT, so that a NULL argument gets an error that says which
  * one, rather than an empty result that looks like "nothing was due".
  */

@@ -3,10 +3,10 @@
  * runs.c
  *	  Run records: one row in subexpire_runs for each run.
  *
- * expire_subscriptions() runs with its caller's rights, but the caller is
- * not meant to be able to write the run history: the record is written
- * with the rights of the role that owns subexpire_runs (the role that
- * created the extension), as a security-restricted operation, the way
+ * Neither the caller of expire_subscriptions() nor the target table's
+ * owner is meant to be able to write the run history: the record is
+ * written with the rights of the role that owns subexpire_runs (the role
+ * that created the extension), as a security-restricted operation, the way
  * PostgreSQL's foreign-key triggers act for a table's owner.  The record
  * is written in the same transaction as the run, so it commits or rolls
  * back with the rows it counts.

@@ -1,18 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * target.c
- *	  Resolve the target table that the settings describe, and check it
- *	  against the catalog before a run touches it.
+ *	  Open the target table that the settings describe: check it against
+ *	  the catalog before a run touches it, and take on its owner's rights.
  *
  * The settings name a table, three columns and two status words.  Before a
  * run, each is looked up and checked: the table exists and is a table, the
  * columns exist and have types the expiry rule can work with, the words are
- * values the status column can hold, and the caller may update the table.
- * A problem is reported with an error that names the setting at fault and
- * says how to fix it, before anything has changed.  These are a handful of
- * syscache lookups, cheap enough to repeat on every run, so that a table
- * dropped and recreated, or an enum whose labels changed, is never served
- * from a stale description.
+ * two different values that the status column can hold, every table that
+ * holds its rows has its owner, and the caller may update it.  A problem is
+ * reported with an error that names the setting or table at fault and says
+ * how to fix it, before anything has changed.  These are a handful of
+ * syscache lookups, cheap enough to repeat on every transaction of a run,
+ * so that a table dropped and recreated, or an enum whose labels changed,
+ * is never served from a stale description.
+ *
+ * The constraint this module lives under: code that a table's owner can
+ * put on the table (triggers, domain checks, type input functions, index
+ * expressions, policies) must never run with more rights than the owner
+ * has.  So the caller's rights are checked from the catalog alone, and
+ * everything after that runs as the owner, in a security-restricted
+ * operation, until subexpire_close_target().
  *
  * IDENTIFICATION
  *	  src/target.c

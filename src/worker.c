@@ -628,6 +628,22 @@ failure_outcome(const ErrorData *edata)
 }
 
 /*
+ * In a PG_CATCH() of the run worker: the error, copied into "context", and
+ * the step's transaction aborted.
+ */
+static ErrorData *
+catch_step_error(MemoryContext context)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(context);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	return edata;
+}
+
+/*
  * Record a run that failed, after its transaction was aborted: a new
  * record when none was written yet (run_id 0), or the run's record marked
  * failed.  Recording can fail too (the extension dropped, subexpire_runs
@@ -655,18 +671,35 @@ record_failed_run(const char *trigger, TimestampTz as_of, int64 run_id,
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = catch_step_error(context);
 
-		MemoryContextSwitchTo(context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
 		ereport(LOG,
 				(errmsg("subexpire: could not record the failure of a %s run: %s",
 						trigger, edata->message),
 				 edata->hint ? errhint("%s", edata->hint) : 0));
 	}
 	PG_END_TRY();
+}
+
+/*
+ * A run failed: say it in the log, with what to do, as the job's own
+ * error; record it (run_id 0: no record yet), count it with the rows its
+ * committed batches expired, and tell the scheduler.
+ */
+static void
+fail_run(const char *trigger, TimestampTz as_of, int64 run_id,
+		 const ErrorData *edata, int64 committed, int64 longest,
+		 bool record_longest)
+{
+	ereport(LOG,
+			(errmsg("subexpire: %s run failed: %s", trigger, edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+			 edata->hint ? errhint("%s", edata->hint) : 0));
+	record_failed_run(trigger, as_of, run_id, edata->message, longest,
+					  record_longest);
+	subexpire_stats_count_worker_run(as_of, GetCurrentTimestamp(), committed,
+									 edata->message, longest);
+	set_outcome(failure_outcome(edata), edata->message);
 }
 
 /*
@@ -804,22 +837,9 @@ run_batched(const char *trigger, bool record_longest)
 		ErrorData  *edata;
 
 		subexpire_stop_waking_wal_writer();
-		MemoryContextSwitchTo(run_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-
-		/* Say it in the log, with what to do, as the job's own error. */
-		ereport(LOG,
-				(errmsg("subexpire: %s run failed: %s", trigger, edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-				 edata->hint ? errhint("%s", edata->hint) : 0));
-
-		record_failed_run(trigger, as_of, failed_run_id, edata->message,
-						  longest, record_longest);
-		subexpire_stats_count_worker_run(as_of, GetCurrentTimestamp(),
-										 committed, edata->message, longest);
-		set_outcome(failure_outcome(edata), edata->message);
+		edata = catch_step_error(run_context);
+		fail_run(trigger, as_of, failed_run_id, edata, committed, longest,
+				 record_longest);
 	}
 	PG_END_TRY();
 }
@@ -932,24 +952,10 @@ subexpire_run_main(Datum arg)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
+			ErrorData  *edata = catch_step_error(context);
 
-			MemoryContextSwitchTo(context);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
 			if (failure_outcome(edata) == OUTCOME_RETRY)
-			{
-				ereport(LOG,
-						(errmsg("subexpire: %s run failed: %s", trigger, edata->message),
-						 edata->hint ? errhint("%s", edata->hint) : 0));
-				record_failed_run(trigger, GetCurrentTimestamp(), 0,
-								  edata->message, -1, false);
-				subexpire_stats_count_worker_run(GetCurrentTimestamp(),
-												 GetCurrentTimestamp(), 0,
-												 edata->message, -1);
-				set_outcome(OUTCOME_RETRY, edata->message);
-			}
+				fail_run(trigger, GetCurrentTimestamp(), 0, edata, 0, -1, false);
 			else
 				set_outcome(OUTCOME_NOT_READY, edata->message);
 			ready = false;
