@@ -121,6 +121,35 @@ ok( $node->poll_query_until('postgres',
 is($node->safe_psql('postgres', 'SELECT what || \':\' || who FROM app.seen'),
     'parts_1:app', 'and the trigger fired, as the owner');
 
+# ---- status words that the column compares as equal are refused ----
+
+$node->safe_psql('postgres', q{
+    SET ROLE app;
+    CREATE TABLE app.fixed (id int, status char(10), expires_at timestamptz, updated_at timestamptz);
+    CREATE COLLATION app.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+    CREATE TABLE app.folded (id int, status text COLLATE app.ci, expires_at timestamptz, updated_at timestamptz);
+    INSERT INTO app.fixed SELECT n, 'active', '2000-01-01' FROM generate_series(1, 1000) AS n;
+    INSERT INTO app.folded SELECT n, 'active', '2000-01-01' FROM generate_series(1, 1000) AS n;
+    RESET ROLE;
+});
+$offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "subexpire.expired_status = 'active '\n");
+reload_with($node, 'subexpire.target_table', 'app.fixed');
+ok(wait_for_log(qr/subexpire\.active_status "active" and subexpire\.expired_status "active " are the same value of column status of app\.fixed/, $offset),
+    "the worker refuses words that a char(10) column compares as equal");
+$offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "subexpire.expired_status = 'ACTIVE'\n");
+reload_with($node, 'subexpire.target_table', 'app.folded');
+ok(wait_for_log(qr/subexpire\.active_status "active" and subexpire\.expired_status "ACTIVE" are the same value of column status of app\.folded/, $offset),
+    "and words that a case-insensitive collation compares as equal");
+is( $node->safe_psql('postgres', q{
+        SELECT (SELECT count(*) FROM app.fixed WHERE status = 'active') + (SELECT count(*) FROM app.folded WHERE status = 'active')}),
+    '2000', 'having touched no row');
+is( $node->safe_psql('postgres', "SELECT pg_relation_size('app.fixed') + pg_relation_size('app.folded') <= 2 * 65536"),
+    't', 'nor written a row version');
+$node->append_conf('postgresql.conf', "subexpire.expired_status = 'expired'\n");
+reload_with($node, 'subexpire.target_table', 'public.parts');
+
 # ---- a trigger that keeps the status cannot make a run loop ----
 
 # More due rows than one list holds with maintenance_work_mem = 1MB
