@@ -24,7 +24,11 @@
  * successful run, and then runs once as 'catch-up'.
  *
  * The scheduler and the run worker share a small struct in shared memory:
- * the scheduler's pid and next time, and the outcome of the last run.
+ * the scheduler's pid and next time, the pid of the run worker whose run
+ * is going on (the one-run-at-a-time guard), and the outcome of the last
+ * run.  A run worker's every lock wait is bounded by subexpire.lock_wait:
+ * a run that gives up on a lock is recorded as failed and tried again
+ * within a minute.
  *
  * IDENTIFICATION
  *	  src/worker.c
