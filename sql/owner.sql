@@ -17,37 +17,25 @@ SET ROLE regress_subexpire_owner;
 -- trigger and a table's CHECK constraint, each of which would make its
 -- owner a superuser if it ever ran as one.
 CREATE TABLE app.seen (what text, who name);
-CREATE FUNCTION app.status_ok(s text) RETURNS boolean LANGUAGE plpgsql AS $$
+CREATE FUNCTION app.ran(what text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO app.seen VALUES ('domain', current_user);
+    INSERT INTO app.seen VALUES (what, current_user);
     IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
         EXECUTE 'ALTER ROLE regress_subexpire_owner SUPERUSER';
     END IF;
     RETURN true;
 END $$;
-CREATE DOMAIN app.status_word AS text CHECK (app.status_ok(VALUE));
+CREATE DOMAIN app.status_word AS text CHECK (app.ran('domain'));
 CREATE FUNCTION app.note() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO app.seen VALUES ('trigger', current_user);
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        EXECUTE 'ALTER ROLE regress_subexpire_owner SUPERUSER';
-    END IF;
+    PERFORM app.ran('trigger');
     RETURN NEW;
 END $$;
 CREATE TABLE app.subs (id int PRIMARY KEY, status app.status_word NOT NULL,
                        expires_at timestamptz, updated_at timestamptz);
 CREATE INDEX ON app.subs (status, expires_at);
 CREATE TRIGGER note AFTER UPDATE ON app.subs FOR EACH ROW EXECUTE FUNCTION app.note();
--- And a table's CHECK constraint that calls the owner's code.
-CREATE FUNCTION app.row_ok(s text) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO app.seen VALUES ('check', current_user);
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        EXECUTE 'ALTER ROLE regress_subexpire_owner SUPERUSER';
-    END IF;
-    RETURN true;
-END $$;
-ALTER TABLE app.subs ADD CONSTRAINT row_ok CHECK (app.row_ok(status::text));
+ALTER TABLE app.subs ADD CONSTRAINT row_ok CHECK (app.ran('check'));
 INSERT INTO app.subs VALUES (1, 'active', '2026-05-01'), (2, 'active', '2026-07-01');
 DELETE FROM app.seen;
 RESET ROLE;
