@@ -87,8 +87,8 @@ extern void subexpire_close_target(SubexpireTarget *target);
 extern char *subexpire_relation_name(Oid relid);
 extern Oid	subexpire_relation_owner(Oid relid);
 extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type,
-											 const char *what,
-											 const char *column);
+											const char *what,
+											const char *column);
 extern const char *subexpire_key_columns(SubexpireTarget *target);
 
 /* A step in a subtransaction, its error caught (src/subxact.c). */

@@ -434,7 +434,7 @@ make_constraints_immediate(List *constraints)
 	foreach(lc, constraints)
 	{
 		HeapTuple	tuple = SearchSysCache1(CONSTROID,
-										   ObjectIdGetDatum(lfirst_oid(lc)));
+											ObjectIdGetDatum(lfirst_oid(lc)));
 		Form_pg_constraint con;
 
 		if (!HeapTupleIsValid(tuple))

@@ -87,8 +87,8 @@ typedef enum RunOutcome
 	OUTCOME_NONE,				/* it exited before saying: see the server log */
 	OUTCOME_DONE,				/* ran (or found no catch-up due) */
 	OUTCOME_FAILED,				/* the run failed; recorded in subexpire_runs */
-	OUTCOME_RETRY,				/* the run failed waiting for a lock; recorded,
-								 * and tried again within a minute */
+	OUTCOME_RETRY,				/* the run failed waiting for a lock;
+								 * recorded, and tried again within a minute */
 	OUTCOME_NOT_READY			/* the extension or target is missing */
 } RunOutcome;
 
@@ -936,9 +936,9 @@ subexpire_run_main(Datum arg)
 	end_step();
 
 	/*
-	 * The target must be there before a run is worth starting.  A target
-	 * that someone holds locked is a run that failed (recorded, and tried
-	 * again within a minute); a missing one is a fault to fix, logged once.
+	 * The target must be there before a run is worth starting.  A target that
+	 * someone holds locked is a run that failed (recorded, and tried again
+	 * within a minute); a missing one is a fault to fix, logged once.
 	 */
 	if (trigger != NULL)
 	{
