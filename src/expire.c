@@ -130,7 +130,7 @@ static void
 set_writes_param(StatementParams *params, const SubexpireRunWrites *writes)
 {
 	int			n = writes ? writes->nxids : 0;
-	Datum	   *xids = palloc(n * sizeof(Datum) + 1);
+	Datum	   *xids = palloc(n * sizeof(Datum));
 
 	for (int i = 0; i < n; i++)
 		xids[i] = TransactionIdGetDatum(writes->xids[i]);
@@ -160,7 +160,8 @@ subexpire_run_writes_kept(const SubexpireRunWrites *writes)
 /*
  * The statement just run in the current (sub)transaction updated rows,
  * "kept" of which stayed due: remember the transaction, whose row versions
- * the run's later searches leave out, and refresh $7.
+ * the run's later searches leave out, and refresh $7 when it is new (a
+ * batch's pieces are all one transaction).
  */
 static void
 note_writes(SubexpireRunWrites *writes, StatementParams *params, uint64 kept)
@@ -181,8 +182,8 @@ note_writes(SubexpireRunWrites *writes, StatementParams *params, uint64 kept)
 										writes->maxxids * sizeof(TransactionId));
 		}
 		writes->xids[writes->nxids++] = xid;
+		set_writes_param(params, writes);
 	}
-	set_writes_param(params, writes);
 }
 
 static void
@@ -280,50 +281,34 @@ finish_update(int rc, SubexpireTarget *target, const char *what,
 			  uint64 *processed)
 {
 	int			key_from = target->count_outcome ? 2 : 1;
-	uint64		expired = SPI_processed;
+	uint64		expired = 0;
 
 	if (rc != SPI_OK_UPDATE && rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
 	if (processed != NULL)
 		*processed = SPI_processed;
 	if (rc != SPI_OK_UPDATE_RETURNING)
-	{
-		if (SPI_processed > 0)
-			note_writes(writes, params, 0);
-		return expired;
-	}
-	if (target->count_outcome)
-	{
-		expired = 0;
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-			Datum		given = SPI_getbinval(SPI_tuptable->vals[i],
-											  SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull && DatumGetBool(given))
-				expired++;
-		}
-	}
-	if (SPI_processed > 0)
-		note_writes(writes, params, SPI_processed - expired);
-	if (subexpire_log_expired)
+		expired = SPI_processed;
+	else
 	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
+			HeapTuple	row = SPI_tuptable->vals[i];
 			StringInfoData key;
 			bool		isnull;
 
 			if (target->count_outcome &&
-				!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], desc, 1,
-											&isnull)))
+				!DatumGetBool(SPI_getbinval(row, desc, 1, &isnull)))
+				continue;		/* kept due (a NULL is not the expired word) */
+			expired++;
+			if (!subexpire_log_expired)
 				continue;
 			initStringInfo(&key);
 			for (int col = key_from; col <= desc->natts; col++)
 			{
-				char	   *value = SPI_getvalue(SPI_tuptable->vals[i], desc, col);
+				char	   *value = SPI_getvalue(row, desc, col);
 
 				appendStringInfo(&key, "%s%s", col > key_from ? ", " : "",
 								 value ? value : "NULL");
@@ -335,6 +320,8 @@ finish_update(int rc, SubexpireTarget *target, const char *what,
 			pfree(key.data);
 		}
 	}
+	if (SPI_processed > 0)
+		note_writes(writes, params, SPI_processed - expired);
 	return expired;
 }
 

@@ -97,25 +97,45 @@ find_extension(char **version)
  * without them on older ones.  A version this library cannot read counts
  * as the oldest, so that only what every version has is used.
  */
-int
-subexpire_sql_version(char **version)
+static int
+version_number(const char *version)
 {
 	int			major;
 	int			minor;
 	char		rest;
 
-	if (!OidIsValid(find_extension(version)))
-		return 0;
-	if (sscanf(*version, "%d.%d%c", &major, &minor, &rest) != 2 ||
+	if (sscanf(version, "%d.%d%c", &major, &minor, &rest) != 2 ||
 		major < 1 || minor < 0 || minor >= 100)
 		return SUBEXPIRE_SQL_1_0;
 	return major * 100 + minor;
 }
 
-static Oid
-extension_schema(void)
+int
+subexpire_sql_version(char **version)
 {
-	Oid			schema = find_extension(NULL);
+	if (!OidIsValid(find_extension(version)))
+		return 0;
+	return version_number(*version);
+}
+
+/*
+ * subexpire_runs in this database, for one statement on it: its quoted,
+ * qualified name, and the version of the SQL objects, which says what
+ * columns it has.  Looked up once a statement, from one catalog scan.
+ */
+typedef struct RunsTable
+{
+	Oid			relid;
+	char	   *name;
+	int			sql_version;
+}			RunsTable;
+
+static RunsTable
+find_runs_table(void)
+{
+	RunsTable	runs;
+	char	   *version;
+	Oid			schema = find_extension(&version);
 
 	if (!OidIsValid(schema))
 		ereport(ERROR,
@@ -123,13 +143,31 @@ extension_schema(void)
 				 errmsg("extension \"subexpire\" is not installed in database \"%s\"",
 						get_database_name(MyDatabaseId)),
 				 errhint("Run CREATE EXTENSION subexpire in this database.")));
-	return schema;
+	runs.relid = get_relname_relid(RUNS_TABLE, schema);
+	if (!OidIsValid(runs.relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s of extension subexpire is missing",
+						RUNS_TABLE),
+				 errhint("Recreate the extension: DROP EXTENSION subexpire; CREATE EXTENSION subexpire;")));
+	runs.name = quote_qualified_identifier(get_namespace_name(schema),
+										   RUNS_TABLE);
+	runs.sql_version = version_number(version);
+	return runs;
 }
+
+typedef struct RunsLock
+{
+	Oid			relid;
+	LOCKMODE	lockmode;
+}			RunsLock;
 
 static void
 lock_runs_step(void *arg)
 {
-	LockRelationOid(*(Oid *) arg, RowExclusiveLock);
+	RunsLock   *lock = arg;
+
+	LockRelationOid(lock->relid, lock->lockmode);
 }
 
 /*
@@ -139,13 +177,14 @@ lock_runs_step(void *arg)
  * expired rows locked, and its error must say what the run waited for.
  */
 static void
-lock_runs_table(Oid relid)
+lock_runs_table(Oid relid, LOCKMODE lockmode)
 {
+	RunsLock	lock = {relid, lockmode};
 	ErrorData  *error;
 
-	if (ConditionalLockRelationOid(relid, RowExclusiveLock))
+	if (ConditionalLockRelationOid(relid, lockmode))
 		return;
-	error = subexpire_try(lock_runs_step, &relid);
+	error = subexpire_try(lock_runs_step, &lock);
 	if (error == NULL)
 		return;
 	if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
@@ -159,31 +198,22 @@ lock_runs_table(Oid relid)
 }
 
 /*
- * Execute a statement on subexpire_runs with the rights of its owner.
+ * Execute a statement on subexpire_runs with the rights of its owner,
+ * having locked the table in "lockmode", the statement's own.
  * sql_template names the table with %s.  Returns SPI's result code.
  */
 static int
-execute_as_owner(const char *sql_template, int nargs, Oid *types,
+execute_as_owner(const RunsTable * runs, LOCKMODE lockmode,
+				 const char *sql_template, int nargs, Oid *types,
 				 Datum *values, const char *nulls)
 {
-	Oid			schema = extension_schema();
-	Oid			runs_relid = get_relname_relid(RUNS_TABLE, schema);
-	char	   *sql;
+	char	   *sql = psprintf(sql_template, runs->name);
 	Oid			saved_userid;
 	int			saved_sec_context;
 	int			guc_level;
 	int			rc;
 
-	if (!OidIsValid(runs_relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table %s of extension subexpire is missing",
-						RUNS_TABLE),
-				 errhint("Recreate the extension: DROP EXTENSION subexpire; CREATE EXTENSION subexpire;")));
-	sql = psprintf(sql_template,
-				   quote_qualified_identifier(get_namespace_name(schema),
-											  RUNS_TABLE));
-	lock_runs_table(runs_relid);
+	lock_runs_table(runs->relid, lockmode);
 
 	/*
 	 * As the owner, with a search_path that the caller cannot have prepared:
@@ -191,7 +221,7 @@ execute_as_owner(const char *sql_template, int nargs, Oid *types,
 	 * nothing else could be picked up.
 	 */
 	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-	SetUserIdAndSecContext(subexpire_relation_owner(runs_relid),
+	SetUserIdAndSecContext(subexpire_relation_owner(runs->relid),
 						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	guc_level = NewGUCNestLevel();
@@ -201,18 +231,6 @@ execute_as_owner(const char *sql_template, int nargs, Oid *types,
 	AtEOXact_GUC(true, guc_level);
 	SetUserIdAndSecContext(saved_userid, saved_sec_context);
 	return rc;
-}
-
-/*
- * Whether subexpire_runs has kept_active: the SQL objects may be older than
- * the library (see subexpire_sql_version()).
- */
-static bool
-has_kept_active(void)
-{
-	char	   *version;
-
-	return subexpire_sql_version(&version) >= SUBEXPIRE_SQL_1_2;
 }
 
 static int64
@@ -243,7 +261,8 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 	};
 	Datum		values[9];
 	char		nulls[9];
-	bool		with_kept = has_kept_active();
+	RunsTable	runs = find_runs_table();
+	bool		with_kept = runs.sql_version >= SUBEXPIRE_SQL_1_2;
 	int			rc;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -261,7 +280,7 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 		nulls[7] = 'n';
 	values[8] = Int64GetDatum(result->kept_active);
 
-	rc = execute_as_owner(with_kept
+	rc = execute_as_owner(&runs, RowExclusiveLock, with_kept
 						  ? "INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error, kept_active) "
 						  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING run_id"
 						  : "INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error) "
@@ -278,8 +297,9 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
  * The worker calls this in the transaction of each batch, so that the
  * record always agrees with the rows committed.  longest_batch, in
  * microseconds, is written to the column of that name when it is 0 or
- * more; -1 leaves the column alone, and the statement does not name it,
- * so that this works on SQL objects older than 1.1, which lack it.
+ * more; -1 leaves the column alone.  The statement names only the columns
+ * that the version of the SQL objects has (longest_batch since 1.1,
+ * kept_active since 1.2), so that it works on older ones.
  */
 void
 subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
@@ -290,7 +310,10 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	INTERVALOID};
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bool		with_kept = has_kept_active();
+	RunsTable	runs = find_runs_table();
+	bool		with_kept = runs.sql_version >= SUBEXPIRE_SQL_1_2;
+	bool		with_longest = longest_batch >= 0 &&
+	runs.sql_version >= SUBEXPIRE_SQL_1_1;
 	int			rc;
 
 	values[0] = Int64GetDatum(run_id);
@@ -303,7 +326,7 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	if (error == NULL)
 		nulls[4] = 'n';
 	values[5] = Int64GetDatum(added->kept_active);
-	if (longest_batch >= 0)
+	if (with_longest)
 	{
 		Interval   *interval = palloc0(sizeof(Interval));
 
@@ -313,13 +336,14 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	else
 		nulls[6] = 'n';
 
-	rc = execute_as_owner(psprintf("UPDATE %%s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
+	rc = execute_as_owner(&runs, RowExclusiveLock,
+						  psprintf("UPDATE %%s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
 								   "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
 								   "status = COALESCE($4, status), error = $5, "
 								   "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END%s%s "
 								   "WHERE run_id OPERATOR(pg_catalog.=) $1",
 								   with_kept ? ", kept_active = kept_active OPERATOR(pg_catalog.+) $6" : "",
-								   longest_batch >= 0 ? ", longest_batch = $7" : ""),
+								   with_longest ? ", longest_batch = $7" : ""),
 						  7, types, values, nulls);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "updating run %lld failed: %s", (long long) run_id,
@@ -343,9 +367,11 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 int64
 subexpire_fail_interrupted_runs(void)
 {
+	RunsTable	runs;
 	int			rc;
 
-	rc = execute_as_owner("UPDATE %s SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
+	runs = find_runs_table();
+	rc = execute_as_owner(&runs, RowExclusiveLock, "UPDATE %s SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
 						  "error = 'interrupted: the server or the worker stopped during the run; the next run expires the rest' "
 						  "WHERE status OPERATOR(pg_catalog.=) 'running' "
 						  "AND \"trigger\" OPERATOR(pg_catalog.<>) 'manual'",
@@ -363,11 +389,13 @@ subexpire_fail_interrupted_runs(void)
 TimestampTz
 subexpire_last_scheduled_success(void)
 {
+	RunsTable	runs;
 	int			rc;
 	bool		isnull;
 	Datum		value;
 
-	rc = execute_as_owner("SELECT pg_catalog.max(started_at) FROM %s "
+	runs = find_runs_table();
+	rc = execute_as_owner(&runs, AccessShareLock, "SELECT pg_catalog.max(started_at) FROM %s "
 						  "WHERE status OPERATOR(pg_catalog.=) 'succeeded' "
 						  "AND \"trigger\" OPERATOR(pg_catalog.<>) 'manual'",
 						  0, NULL, NULL, NULL);
@@ -426,13 +454,15 @@ subexpire_prune_runs(void)
 {
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
+	RunsTable	runs;
 	int			rc;
 
 	if (subexpire_history_retention <= 0)
 		return;
 	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 																-(int64) subexpire_history_retention * 1000));
-	rc = execute_as_owner("DELETE FROM %s WHERE started_at OPERATOR(pg_catalog.<) $1",
+	runs = find_runs_table();
+	rc = execute_as_owner(&runs, RowExclusiveLock, "DELETE FROM %s WHERE started_at OPERATOR(pg_catalog.<) $1",
 						  1, types, values, NULL);
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "removing old runs failed: %s", SPI_result_code_string(rc));

@@ -587,6 +587,17 @@ take_run_guard(pid_t *holder)
 	return taken;
 }
 
+/* Take a reload that came while the run worker waited or worked. */
+static void
+take_reload(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
 /*
  * Start a transaction for one step of the run, as worker_spi does, taking
  * a reload that came meanwhile.  The statements on the target act as its
@@ -595,11 +606,7 @@ take_run_guard(pid_t *holder)
 static void
 begin_step(const char *activity)
 {
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
+	take_reload();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -656,7 +663,7 @@ catch_step_error(MemoryContext context)
  */
 static void
 record_failed_run(const char *trigger, TimestampTz as_of, int64 run_id,
-				  const char *message, int64 longest, bool record_longest)
+				  const char *message, int64 longest)
 {
 	MemoryContext context = CurrentMemoryContext;
 	SubexpireRunResult none = {0, 0};
@@ -669,8 +676,7 @@ record_failed_run(const char *trigger, TimestampTz as_of, int64 run_id,
 										GetCurrentTimestamp(), "failed",
 										&none, message);
 		else
-			subexpire_update_run(run_id, &none, "failed", message,
-								 record_longest ? longest : -1);
+			subexpire_update_run(run_id, &none, "failed", message, longest);
 		end_step();
 	}
 	PG_CATCH();
@@ -692,15 +698,13 @@ record_failed_run(const char *trigger, TimestampTz as_of, int64 run_id,
  */
 static void
 fail_run(const char *trigger, TimestampTz as_of, int64 run_id,
-		 const ErrorData *edata, int64 committed, int64 longest,
-		 bool record_longest)
+		 const ErrorData *edata, int64 committed, int64 longest)
 {
 	ereport(LOG,
 			(errmsg("subexpire: %s run failed: %s", trigger, edata->message),
 			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 			 edata->hint ? errhint("%s", edata->hint) : 0));
-	record_failed_run(trigger, as_of, run_id, edata->message, longest,
-					  record_longest);
+	record_failed_run(trigger, as_of, run_id, edata->message, longest);
 	subexpire_stats_count_worker_run(as_of, GetCurrentTimestamp(), committed,
 									 edata->message, longest);
 	set_outcome(failure_outcome(edata), edata->message);
@@ -712,11 +716,11 @@ fail_run(const char *trigger, TimestampTz as_of, int64 run_id,
  *
  * It times each transaction that expires rows, from its start to its
  * commit, and records the longest in subexpire_runs.longest_batch (when
- * record_longest says that the SQL objects have the column) and in the
- * statistics: how long the run held rows locked at most.
+ * the SQL objects have the column) and in the statistics: how long the run
+ * held rows locked at most.
  */
 static void
-run_batched(const char *trigger, bool record_longest)
+run_batched(const char *trigger)
 {
 	TimestampTz as_of = GetCurrentTimestamp();
 	SubexpireTarget *target;
@@ -786,7 +790,7 @@ run_batched(const char *trigger, bool record_longest)
 				 */
 				if (added.expired_count > 0 || added.kept_active > 0)
 					subexpire_update_run(run_id, &added, NULL, NULL,
-										 record_longest ? longest : -1);
+										 longest);
 				end_step();
 				if (added.expired_count > 0)
 					longest = Max(longest,
@@ -823,7 +827,7 @@ run_batched(const char *trigger, bool record_longest)
 		if (added.expired_count > 0)
 			longest = Max(longest, GetCurrentTimestamp() - step_started_at);
 		subexpire_update_run(run_id, &added, "succeeded", NULL,
-							 record_longest ? longest : -1);
+							 longest);
 		total.expired_count += added.expired_count;
 		total.skipped_locked = added.skipped_locked;
 		total.kept_active = subexpire_run_writes_kept(writes);
@@ -842,8 +846,7 @@ run_batched(const char *trigger, bool record_longest)
 
 		subexpire_stop_waking_wal_writer();
 		edata = catch_step_error(run_context);
-		fail_run(trigger, as_of, failed_run_id, edata, committed, longest,
-				 record_longest);
+		fail_run(trigger, as_of, failed_run_id, edata, committed, longest);
 	}
 	PG_END_TRY();
 }
@@ -959,7 +962,7 @@ subexpire_run_main(Datum arg)
 			ErrorData  *edata = catch_step_error(context);
 
 			if (failure_outcome(edata) == OUTCOME_RETRY)
-				fail_run(trigger, GetCurrentTimestamp(), 0, edata, 0, -1, false);
+				fail_run(trigger, GetCurrentTimestamp(), 0, edata, 0, -1);
 			else
 				set_outcome(OUTCOME_NOT_READY, edata->message);
 			ready = false;
@@ -969,18 +972,14 @@ subexpire_run_main(Datum arg)
 			proc_exit(0);
 
 		/* Turned off while this worker waited: no run. */
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		take_reload();
 		if (!subexpire_enabled)
 		{
 			set_outcome(OUTCOME_DONE, NULL);
 			proc_exit(0);
 		}
 
-		run_batched(trigger, sql_version >= SUBEXPIRE_SQL_1_1);
+		run_batched(trigger);
 	}
 	else
 		set_outcome(OUTCOME_DONE, NULL);
