@@ -114,6 +114,10 @@ SET subexpire.target_table = 'app.deferred';
 BEGIN;
 SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
 SELECT what, who FROM app.seen;
+-- The constraint stays immediate for the rest of the caller's
+-- transaction: the caller's own UPDATE fires its trigger at once.
+UPDATE app.deferred SET updated_at = '2026-06-02';
+SELECT count(*) AS fired_before_commit FROM app.seen;
 COMMIT;
 
 -- A child table owned by another role is refused, with the fix.
@@ -174,6 +178,25 @@ SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
 RESET ROLE;
 SELECT runs_failed = :failed_before AS no_failure_counted FROM subexpire_stats;
 SELECT count(*) = :runs_before AS no_run_recorded FROM subexpire_runs;
+
+-- Functions on the table see the caller's search_path (README: give them
+-- a SET search_path).
+SET ROLE regress_subexpire_owner;
+CREATE TABLE app.path (id int, status text, expires_at timestamptz, updated_at timestamptz);
+CREATE FUNCTION app.path_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO app.seen VALUES ('search_path', current_setting('search_path'));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER path_note AFTER UPDATE ON app.path FOR EACH ROW EXECUTE FUNCTION app.path_note();
+INSERT INTO app.path VALUES (1, 'active', '2026-05-01');
+DELETE FROM app.seen;
+RESET ROLE;
+SET subexpire.target_table = 'app.path';
+SET search_path = app, public;
+SELECT expired_count FROM public.expire_subscriptions('2026-06-01 00:00+00');
+RESET search_path;
+SELECT what, who FROM app.seen;
 
 -- A cutoff with no value in a timestamp column's type names as_of.
 SET ROLE regress_subexpire_owner;

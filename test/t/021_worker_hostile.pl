@@ -214,6 +214,10 @@ ok( $node->poll_query_until('postgres', qq{
         SELECT count(*) > 0 FROM subexpire_runs
         WHERE run_id > $last_run AND status = 'succeeded'}),
     'a worker run over 180,000 rows that a trigger puts back to active ends');
+is( $node->safe_psql('postgres', qq{
+        SELECT expired_count FROM subexpire_runs
+        WHERE run_id > $last_run AND status = 'succeeded' ORDER BY run_id LIMIT 1}),
+    '180000', "counting the rows its UPDATE expired: the trigger's own UPDATE is not the run's");
 reload_with($node, 'subexpire.enabled', 'off');
 ok($node->poll_query_until('postgres',
         "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'"),
