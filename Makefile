@@ -4,16 +4,25 @@ EXTENSION = subexpire
 MODULE_big = subexpire
 OBJS = \
 	src/expire.o \
-	src/runs.o \
+	src/extension.o \
 	src/health.o \
+	src/metrics.o \
+	src/next_run.o \
+	src/owner.o \
+	src/records.o \
+	src/run.o \
+	src/run_worker.o \
+	src/run_xacts.o \
 	src/schedule.o \
-	src/schedule_sql.o \
+	src/scheduler.o \
+	src/settings.o \
+	src/shmem.o \
+	src/srf.o \
 	src/stats.o \
 	src/subexpire.o \
 	src/subxact.o \
 	src/target.o \
-	src/walwriter.o \
-	src/worker.o
+	src/walwriter.o
 PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 
 # The install script of 1.0 and the update scripts: CREATE EXTENSION runs
@@ -123,10 +132,18 @@ dist:
 	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
 		-o $(EXTENSION)-$(DIST_VERSION).zip HEAD
 
-# make lint: cppcheck (lint-cppcheck) and a compile with more warnings, as
-# errors (lint-compile).  CI runs lint-compile.
-.PHONY: lint lint-compile lint-cppcheck
-lint: lint-cppcheck lint-compile
+# make lint: the module graph (lint-includes), cppcheck (lint-cppcheck)
+# and a compile with more warnings, as errors (lint-compile).  CI runs
+# lint-includes and lint-compile.
+.PHONY: lint lint-compile lint-cppcheck lint-includes
+lint: lint-includes lint-cppcheck lint-compile
+
+# The modules of src/ and their #include lines: fails on a cycle, on a
+# header that declares what its module does not define, and on a function
+# exported without a declaration in its module's header
+# (scripts/check-includes.pl; --list prints the graph).
+lint-includes:
+	scripts/check-includes.pl src
 
 # Every source file compiled with PostgreSQL's own warning options (its
 # CFLAGS, as the build uses them, optimisation included: some warnings

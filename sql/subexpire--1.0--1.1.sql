@@ -8,7 +8,7 @@
 -- whatever 1.1 adds is added here only.
 
 -- How long a worker run held rows locked at most: the longest of its
--- transactions that expired rows, from its start to its commit (src/worker.c).
+-- transactions that expired rows, from its start to its commit (src/run.c).
 -- The column is added last; pg_dump names the columns of the history it
 -- dumps, so an older dump restores into it.
 ALTER TABLE subexpire_runs

@@ -4,7 +4,7 @@
 \echo Use "CREATE EXTENSION subexpire" to load this file. \quit
 
 -- One row a run.  Written by the runs themselves, in their own transaction,
--- with the rights of the extension's owner (see src/runs.c).
+-- with the rights of the extension's owner (see src/records.c).
 CREATE TABLE subexpire_runs (
     run_id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     "trigger"       text NOT NULL

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * expire.c
- *	  The expiry core: the statements that find and expire due rows, and the
- *	  SQL-callable expire_subscriptions().
+ *	  The expiry core: the statements that find and expire due rows.
  *
  * A row is due at cutoff T when its status is the active word and its
  * expiry is at or before T minus the grace period.  The bound is computed
@@ -13,8 +12,7 @@
  * A probe for one due row comes first: a run with nothing due ends after
  * one index descent.  The common case, with no due row locked by anyone
  * else, is then exactly one plain set-based UPDATE.  It runs in a
- * subtransaction with lock_timeout set
- * to subexpire.lock_wait, so that a row held locked by an application
+ * subtransaction with lock_timeout set to subexpire.lock_wait, so that a row held locked by an application
  * transaction for longer than that cannot stall the run: the UPDATE gives
  * up, its work is undone, and the run falls back to the locked-rows path.
  * That path expires every row it can lock at once (FOR NO KEY UPDATE SKIP
@@ -70,7 +68,11 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
-#include "subexpire.h"
+#include "expire.h"
+#include "run_xacts.h"
+#include "settings.h"
+#include "subxact.h"
+#include "target.h"
 
 /*
  * Parameters shared by every statement: $1 the expired word, $2 the active
@@ -843,7 +845,7 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
  * many are due), and each batch then takes the next rows of the list by
  * ctid (a TID scan).  So a run reads the table in page order, as a single
  * set-based UPDATE does, rather than one random page per row in expiry
- * order: at 1 million rows with 100,000 due, that was 12 % of the run.
+ * order.
  *
  * The list keeps at most maintenance_work_mem of ctids, as VACUUM keeps
  * its dead ones; with more rows due, the run makes a new list when it has
@@ -1143,160 +1145,4 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 		*more |= (due->next < due->ntids);
 	}
 	return expired;
-}
-
-/* Refuse a run that would expire more rows than the guard allows. */
-void
-subexpire_check_max_expired(int64 count, TimestampTz as_of)
-{
-	if (subexpire_max_expired_per_run > 0 &&
-		count > subexpire_max_expired_per_run)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("refusing to expire %lld subscriptions, more than subexpire.max_expired_per_run (%d)",
-						(long long) count, subexpire_max_expired_per_run),
-				 errdetail("Nothing was changed.  %lld subscriptions are due at %s.",
-						   (long long) count, timestamptz_to_str(as_of)),
-				 errhint("Check the clock and the expiry data.  If the number is right, raise subexpire.max_expired_per_run, or set it to 0 for this run.")));
-}
-
-PG_FUNCTION_INFO_V1(expire_subscriptions);
-
-/*
- * expire_subscriptions(as_of timestamptz, dry_run boolean)
- *		RETURNS TABLE (expired_count bigint, processed_at timestamptz)
- *
- * Expires every subscription due at as_of in the caller's transaction,
- * as the table's owner once the caller's rights are checked (see
- * subexpire_open_target()), and records the run; with dry_run, only counts
- * them.  Not STRICT, so that a NULL argument gets an error that says which
- * one, rather than an empty result that looks like "nothing was due".
- */
-Datum
-expire_subscriptions(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TimestampTz as_of;
-	bool		dry_run;
-	TimestampTz started_at = GetCurrentTimestamp();
-	SubexpireTarget *target;
-	SubexpireRunResult result = {0, 0};
-	TupleDesc	tupdesc;
-	Tuplestorestate *tupstore;
-	MemoryContext caller_context;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("as_of must not be NULL"),
-				 errhint("Pass the cutoff time, or leave as_of out to use now().")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("dry_run must not be NULL"),
-				 errhint("Pass true to count due subscriptions without expiring them, or leave dry_run out.")));
-	as_of = PG_GETARG_TIMESTAMPTZ(0);
-	dry_run = PG_GETARG_BOOL(1);
-
-	if (TIMESTAMP_NOT_FINITE(as_of))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("as_of must be a finite time, not %s",
-						timestamptz_to_str(as_of)),
-				 errhint("Pass the cutoff time, or leave as_of out to use now().")));
-
-	if (!dry_run && RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot expire subscriptions on a hot standby"),
-				 errdetail("A standby is read-only; the job runs on the primary."),
-				 errhint("Call expire_subscriptions() on the primary, or pass dry_run => true to count due subscriptions here.")));
-	if (!dry_run && XactReadOnly)
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot expire subscriptions in a read-only transaction"),
-				 errhint("Call expire_subscriptions() in a read-write transaction, or pass dry_run => true to count due subscriptions.")));
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("expire_subscriptions() must be called where a set can be returned")));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	/*
-	 * A caller who may not run (no rights on the table, a target that does
-	 * not exist) is refused here, before a run has started: nothing is
-	 * recorded or counted, since no run took place.
-	 */
-	target = subexpire_open_target(dry_run ? SUBEXPIRE_FOR_COUNT : SUBEXPIRE_FOR_RUN);
-
-	if (dry_run)
-		result.expired_count = subexpire_count_due(target, as_of);
-	else
-	{
-		MemoryContext run_context = CurrentMemoryContext;
-
-		/*
-		 * A run that fails is counted at once, with its message: its
-		 * transaction rolls back, and nothing else would remember it.
-		 */
-		PG_TRY();
-		{
-			SubexpireRunWrites *writes = subexpire_run_writes_create(run_context);
-			TimestampTz finished_at;
-			int64		run_id;
-
-			subexpire_register_run_xact();
-			if (subexpire_max_expired_per_run > 0)
-				subexpire_check_max_expired(subexpire_count_due(target, as_of), as_of);
-			result = subexpire_expire_due(target, as_of, started_at, writes);
-			result.kept_active = subexpire_run_writes_kept(writes);
-			subexpire_warn_kept_rows(target, writes);
-			/* Rows that became due while the run went on count too. */
-			subexpire_check_max_expired(result.expired_count, as_of);
-			finished_at = GetCurrentTimestamp();
-			run_id = subexpire_record_run("manual", as_of, started_at,
-										  finished_at, "succeeded",
-										  &result, NULL);
-			subexpire_prune_runs();
-			subexpire_announce_run("manual", run_id, as_of, started_at,
-								   finished_at, &result);
-			subexpire_stats_run_succeeded_in_xact(started_at, finished_at,
-												  result.expired_count);
-		}
-		PG_CATCH();
-		{
-			MemoryContext error_context = MemoryContextSwitchTo(run_context);
-			ErrorData  *edata = CopyErrorData();
-
-			MemoryContextSwitchTo(error_context);
-			subexpire_stats_count_run(started_at, GetCurrentTimestamp(), 0,
-									  edata->message);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-	}
-
-	subexpire_close_target(target);
-	SPI_finish();
-
-	/* One row: (expired_count, processed_at). */
-	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupstore = tuplestore_begin_heap(false, false, work_mem);
-	values[0] = Int64GetDatum(result.expired_count);
-	values[1] = TimestampTzGetDatum(as_of);
-	tuplestore_putvalues(tupstore, tupdesc, values, nulls);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tupstore;
-	rsinfo->setDesc = tupdesc;
-	MemoryContextSwitchTo(caller_context);
-
-	return (Datum) 0;
 }

@@ -24,21 +24,22 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
-#include "access/relation.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
-#include "schedule.h"
-#include "subexpire.h"
+#include "next_run.h"
+#include "settings.h"
+#include "srf.h"
+#include "stats.h"
+#include "subxact.h"
+#include "target.h"
 
 /* How late a scheduled run may be before "overdue" says so. */
 #define OVERDUE_GRACE_SECONDS (15 * 60)
@@ -137,107 +138,95 @@ check_index(HealthRows *rows)
 						   error->hint ? error->hint : ""));
 }
 
+/* last_run: the last run failed. */
+static void
+last_run_check(HealthRows *rows, const SubexpireCounters *c)
+{
+	if (c->last_failure_at != 0 && c->last_failure_at >= c->last_success_at)
+		add_check(rows, "last_run", "critical",
+				  psprintf("the last run failed at %s: %s; fix the cause, then run SELECT expire_subscriptions() or wait for the next scheduled run",
+						   timestamptz_to_str(c->last_failure_at), c->last_error));
+	else if (c->last_run_started_at == 0)
+		add_check(rows, "last_run", "ok", "no run since the statistics were reset");
+	else
+		add_check(rows, "last_run", "ok",
+				  psprintf("the last run succeeded at %s",
+						   timestamptz_to_str(c->last_success_at)));
+}
+
+/* overdue: no successful run when the schedule had one due. */
+static void
+overdue_check(HealthRows *rows, const SubexpireCounters *c, TimestampTz now)
+{
+	TimestampTz since = c->last_success_at;
+	TimestampTz due_at;
+
+	if (!subexpire_enabled)
+	{
+		add_check(rows, "overdue", "ok",
+				  "subexpire.enabled is off: the worker does not run the schedule, so nothing is checked");
+		return;
+	}
+
+	/* With no success yet, the clock starts at the last reset. */
+	if (since == 0)
+		since = c->stats_reset;
+	due_at = subexpire_next_scheduled_run(since);
+	if (due_at != DT_NOEND &&
+		TimestampTzPlusMilliseconds(due_at, OVERDUE_GRACE_SECONDS * 1000) < now)
+		add_check(rows, "overdue", "critical",
+				  psprintf("no successful run since %s, although subexpire.schedule had one due at %s; check that subexpire is in shared_preload_libraries and the worker runs (subexpire_stats.worker_pid), and the server log",
+						   since == 0 ? "the start" : timestamptz_to_str(since),
+						   timestamptz_to_str(due_at)));
+	else
+		add_check(rows, "overdue", "ok", "no scheduled run is overdue");
+}
+
+/* no_expiry: nothing expired for longer than the setting allows. */
+static void
+no_expiry_check(HealthRows *rows, const SubexpireCounters *c, TimestampTz now)
+{
+	if (subexpire_alert_no_expiry_after > 0 && c->last_expiry_at != 0 &&
+		TimestampTzPlusMilliseconds(c->last_expiry_at,
+									(int64) subexpire_alert_no_expiry_after * 1000) < now)
+		add_check(rows, "no_expiry", "warning",
+				  psprintf("no subscription expired since %s, longer than subexpire.alert_no_expiry_after; check the job's settings and the expiry data",
+						   timestamptz_to_str(c->last_expiry_at)));
+	else
+		add_check(rows, "no_expiry", "ok",
+				  c->last_expiry_at == 0 ? "no subscription expired yet since the statistics were reset"
+				  : psprintf("the last expiry was at %s", timestamptz_to_str(c->last_expiry_at)));
+}
+
+/* excessive_expiry: the last run expired more than the setting allows. */
+static void
+excessive_expiry_check(HealthRows *rows, const SubexpireCounters *c)
+{
+	if (subexpire_alert_max_expired > 0 && c->last_run_expired > subexpire_alert_max_expired)
+		add_check(rows, "excessive_expiry", "warning",
+				  psprintf("the last run expired " INT64_FORMAT " subscriptions, more than subexpire.alert_max_expired (%d); check the clock and the expiry data",
+						   c->last_run_expired, subexpire_alert_max_expired));
+	else
+		add_check(rows, "excessive_expiry", "ok",
+				  subexpire_alert_max_expired > 0 ? "the last run stayed under subexpire.alert_max_expired"
+				  : "subexpire.alert_max_expired is 0: not checked");
+}
+
 PG_FUNCTION_INFO_V1(subexpire_health);
 
 Datum
 subexpire_health(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext caller_context;
+	SubexpireCounters c = subexpire_stats_read();
 	HealthRows	rows;
-	TimestampTz last_success_at;
-	TimestampTz last_failure_at;
-	TimestampTz last_run_started_at;
-	TimestampTz last_expiry_at;
-	int64		last_run_expired;
-	char		last_error[256];
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("subexpire_health() must be called where a set can be returned")));
+	rows.tupstore = subexpire_result_set(fcinfo, &rows.tupdesc);
 
-	subexpire_stats_for_health(&last_success_at, &last_failure_at,
-							   &last_run_started_at, &last_expiry_at,
-							   &last_run_expired, last_error,
-							   sizeof(last_error));
-
-	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	if (get_call_result_type(fcinfo, NULL, &rows.tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	rows.tupstore = tuplestore_begin_heap(false, false, work_mem);
-	MemoryContextSwitchTo(caller_context);
-
-	/* last_run */
-	if (last_failure_at != 0 && last_failure_at >= last_success_at)
-		add_check(&rows, "last_run", "critical",
-				  psprintf("the last run failed at %s: %s; fix the cause, then run SELECT expire_subscriptions() or wait for the next scheduled run",
-						   timestamptz_to_str(last_failure_at), last_error));
-	else if (last_run_started_at == 0)
-		add_check(&rows, "last_run", "ok", "no run since the statistics were reset");
-	else
-		add_check(&rows, "last_run", "ok",
-				  psprintf("the last run succeeded at %s",
-						   timestamptz_to_str(last_success_at)));
-
-	/* overdue */
-	if (!subexpire_enabled)
-		add_check(&rows, "overdue", "ok",
-				  "subexpire.enabled is off: the worker does not run the schedule, so nothing is checked");
-	else
-	{
-		SubexpireSchedule schedule;
-		char	   *error;
-		pg_tz	   *tz = subexpire_lookup_zone(subexpire_timezone);
-		TimestampTz since = last_success_at;
-		TimestampTz due_at;
-
-		/* With no success yet, the clock starts at the last reset. */
-		if (since == 0)
-			since = subexpire_stats_reset_time();
-		if (tz == NULL || !subexpire_parse_schedule(subexpire_schedule, &schedule, &error))
-			due_at = DT_NOEND;
-		else
-			due_at = subexpire_next_run(&schedule, tz, since);
-		if (due_at != DT_NOEND &&
-			TimestampTzPlusMilliseconds(due_at, OVERDUE_GRACE_SECONDS * 1000) < now)
-			add_check(&rows, "overdue", "critical",
-					  psprintf("no successful run since %s, although subexpire.schedule had one due at %s; check that subexpire is in shared_preload_libraries and the worker runs (subexpire_stats.worker_pid), and the server log",
-							   since == 0 ? "the start" : timestamptz_to_str(since),
-							   timestamptz_to_str(due_at)));
-		else
-			add_check(&rows, "overdue", "ok", "no scheduled run is overdue");
-	}
-
-	/* no_expiry */
-	if (subexpire_alert_no_expiry_after > 0 && last_expiry_at != 0 &&
-		TimestampTzPlusMilliseconds(last_expiry_at,
-									(int64) subexpire_alert_no_expiry_after * 1000) < now)
-		add_check(&rows, "no_expiry", "warning",
-				  psprintf("no subscription expired since %s, longer than subexpire.alert_no_expiry_after; check the job's settings and the expiry data",
-						   timestamptz_to_str(last_expiry_at)));
-	else
-		add_check(&rows, "no_expiry", "ok",
-				  last_expiry_at == 0 ? "no subscription expired yet since the statistics were reset"
-				  : psprintf("the last expiry was at %s", timestamptz_to_str(last_expiry_at)));
-
-	/* excessive_expiry */
-	if (subexpire_alert_max_expired > 0 && last_run_expired > subexpire_alert_max_expired)
-		add_check(&rows, "excessive_expiry", "warning",
-				  psprintf("the last run expired " INT64_FORMAT " subscriptions, more than subexpire.alert_max_expired (%d); check the clock and the expiry data",
-						   last_run_expired, subexpire_alert_max_expired));
-	else
-		add_check(&rows, "excessive_expiry", "ok",
-				  subexpire_alert_max_expired > 0 ? "the last run stayed under subexpire.alert_max_expired"
-				  : "subexpire.alert_max_expired is 0: not checked");
-
-	/* index */
+	last_run_check(&rows, &c);
+	overdue_check(&rows, &c, now);
+	no_expiry_check(&rows, &c, now);
+	excessive_expiry_check(&rows, &c);
 	check_index(&rows);
-
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = rows.tupstore;
-	rsinfo->setDesc = rows.tupdesc;
 	return (Datum) 0;
 }

@@ -19,11 +19,11 @@
  * them.
  *
  * The parser does not ereport: it returns a message, so that the setting's
- * check hook and subexpire_next_runs() (src/schedule_sql.c) can each report
+ * check hook and subexpire_next_runs() (src/next_run.c) can each report
  * it in their own way.  This file holds no SQL-callable function and needs
- * nothing from the backend but memory allocation, the calendar, time zone
- * reading and the interrupt check, so that test/fuzz/ can build it outside
- * the server.
+ * nothing from the backend but memory allocation, the calendar, the time
+ * zone database and the interrupt check, so that test/fuzz/ can build it
+ * outside the server.
  *
  * IDENTIFICATION
  *	  src/schedule.c
@@ -366,16 +366,38 @@ subexpire_parse_schedule(const char *text, SubexpireSchedule *schedule,
 }
 
 /*
- * The time zone called "name", or NULL when there is none by that name (or
- * it counts leap seconds, which timestamps do not).
+ * The zone of the time zone database (pg_timezone_names) called "name",
+ * or NULL when there is none by that name, or it counts leap seconds,
+ * which timestamps do not.  This is the one zone check: the setting
+ * subexpire.timezone and subexpire_next_runs() both use it.
+ *
+ * pg_tzset() also accepts POSIX specifications such as "UTC+3" or
+ * "+05:00", and reads their sign the other way round from what most people
+ * mean (UTC+3 is three hours behind UTC): a schedule read in one of them
+ * would fire at the wrong hour, so they are refused.  Enumerating the
+ * database reads every zone file, so the last name found is remembered:
+ * the setting's check hook runs at every reload, in every process.
  */
 pg_tz *
 subexpire_lookup_zone(const char *name)
 {
+	static char last_found[TZ_STRLEN_MAX + 1] = "";
 	pg_tz	   *tz = pg_tzset(name);
+	pg_tzenum  *zones;
+	pg_tz	   *zone;
+	bool		found = false;
 
 	if (tz == NULL || !pg_tz_acceptable(tz))
 		return NULL;
+	if (last_found[0] != '\0' && pg_strcasecmp(last_found, name) == 0)
+		return tz;
+	zones = pg_tzenumerate_start();
+	while (!found && (zone = pg_tzenumerate_next(zones)) != NULL)
+		found = (pg_strcasecmp(pg_get_timezone_name(zone), name) == 0);
+	pg_tzenumerate_end(zones);
+	if (!found)
+		return NULL;
+	strlcpy(last_found, name, sizeof(last_found));
 	return tz;
 }
 

@@ -1,14 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * subexpire.c
- *	  Module initialisation and settings of the subexpire extension.
+ *	  The library's entry point: _PG_init.
  *
- * Every setting is defined here with a check hook, so that a value that
- * cannot work (a table name that is not one, an empty status word) is
- * refused when it is set, naming the setting and the accepted form, rather
- * than failing later inside a run.  What can only be checked against the
- * catalog (does the table exist, what type is the column) is checked when
- * a run starts, by src/target.c.
+ * Loading the library defines the settings (src/settings.c).  Preloading
+ * it (shared_preload_libraries) also reserves the shared memory
+ * (src/shmem.c) and registers the scheduler (src/scheduler.c); without
+ * them, expire_subscriptions() works and nothing is counted or scheduled.
  *
  * IDENTIFICATION
  *	  src/subexpire.c
@@ -17,17 +15,12 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "pgtime.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/varlena.h"
 
-#include "schedule.h"
-#include "subexpire.h"
+#include "scheduler.h"
+#include "settings.h"
+#include "shmem.h"
 
 PG_MODULE_MAGIC;
 
@@ -35,320 +28,13 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 #endif
 
-#if PG_VERSION_NUM < 150000
-#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
-#endif
-
-char	   *subexpire_target_table = NULL;
-char	   *subexpire_status_column = NULL;
-char	   *subexpire_expires_column = NULL;
-char	   *subexpire_updated_column = NULL;
-char	   *subexpire_active_status = NULL;
-char	   *subexpire_expired_status = NULL;
-int			subexpire_grace_period = 0;
-int			subexpire_batch_size = 10000;
-int			subexpire_max_expired_per_run = 0;
-int			subexpire_lock_wait = 1000;
-bool		subexpire_enabled = true;
-char	   *subexpire_schedule = NULL;
-char	   *subexpire_timezone = NULL;
-char	   *subexpire_database = NULL;
-char	   *subexpire_role = NULL;
-bool		subexpire_catch_up = true;
-int			subexpire_history_retention = 90 * 24 * 60 * 60;
-int			subexpire_alert_no_expiry_after = 7 * 24 * 60 * 60;
-int			subexpire_alert_max_expired = 0;
-bool		subexpire_log_expired = false;
-
-/*
- * How many dot-separated SQL identifiers "value" is made of, or -1 when it
- * does not parse as such.  Quoting follows SQL: "Odd Name" keeps its case
- * and spaces, an unquoted name is folded to lower case.  Anything else (a
- * semicolon, a second word, an unbalanced quote) does not parse, so that a
- * setting shaped like SQL never reaches a statement.
- */
-static int
-identifier_count(const char *value)
-{
-	char	   *copy = pstrdup(value);
-	List	   *parts = NIL;
-	int			count = -1;
-
-	if (SplitIdentifierString(copy, '.', &parts))
-		count = list_length(parts);
-	list_free(parts);
-	pfree(copy);
-	return count;
-}
-
-static bool
-check_table_name(char **newval, void **extra, GucSource source)
-{
-	if (*newval != NULL && identifier_count(*newval) == 2)
-		return true;
-	GUC_check_errdetail("The value must be a schema-qualified table name, such as public.subscriptions.");
-	GUC_check_errhint("Quote a name that has capitals, spaces or dots in it with double quotes, as in SQL: 'billing.\"Subscriptions\"'.");
-	return false;
-}
-
-static bool
-check_column_name(char **newval, void **extra, GucSource source)
-{
-	if (*newval != NULL && identifier_count(*newval) == 1)
-		return true;
-	GUC_check_errdetail("The value must be one column name, such as status.");
-	GUC_check_errhint("Quote a name that has capitals or spaces in it with double quotes, as in SQL.");
-	return false;
-}
-
-/* As check_column_name, but empty means "no such column". */
-static bool
-check_optional_column_name(char **newval, void **extra, GucSource source)
-{
-	if (*newval != NULL && (*newval)[0] == '\0')
-		return true;
-	return check_column_name(newval, extra, source);
-}
-
-static bool
-check_status_word(char **newval, void **extra, GucSource source)
-{
-	if (*newval != NULL && (*newval)[0] != '\0')
-		return true;
-	GUC_check_errdetail("A status word must not be empty.");
-	return false;
-}
-
-static bool
-check_schedule(char **newval, void **extra, GucSource source)
-{
-	SubexpireSchedule schedule;
-	char	   *error;
-
-	if (*newval != NULL && subexpire_parse_schedule(*newval, &schedule, &error))
-		return true;
-	GUC_check_errdetail("%s.", *newval == NULL ? "no schedule" : error);
-	GUC_check_errhint("%s", SUBEXPIRE_SCHEDULE_FORMS);
-	return false;
-}
-
-/*
- * Is "name" a zone of the time zone database (pg_timezone_names)?
- * pg_tzset() also accepts POSIX specifications such as "UTC+3" or
- * "+05:00", and reads their sign the other way round from what most
- * people mean (UTC+3 is three hours behind UTC): a schedule read in one of
- * them would fire at the wrong hour, so they are refused.  Enumerating the
- * database reads every zone file, so the last name found is remembered:
- * the check hook runs at every reload, in every process.
- */
-bool
-subexpire_zone_in_database(const char *name)
-{
-	static char last_found[TZ_STRLEN_MAX + 1] = "";
-	pg_tzenum  *zones;
-	pg_tz	   *tz;
-	bool		found = false;
-
-	if (last_found[0] != '\0' && strcmp(last_found, name) == 0)
-		return true;
-	zones = pg_tzenumerate_start();
-	while (!found && (tz = pg_tzenumerate_next(zones)) != NULL)
-		found = (pg_strcasecmp(pg_get_timezone_name(tz), name) == 0);
-	pg_tzenumerate_end(zones);
-	if (found)
-		strlcpy(last_found, name, sizeof(last_found));
-	return found;
-}
-
-static bool
-check_timezone(char **newval, void **extra, GucSource source)
-{
-	if (*newval != NULL && subexpire_lookup_zone(*newval) != NULL &&
-		subexpire_zone_in_database(*newval))
-		return true;
-	GUC_check_errdetail("There is no time zone called \"%s\" in the time zone database.",
-						*newval == NULL ? "" : *newval);
-	GUC_check_errhint("%s", SUBEXPIRE_ZONE_FORMS);
-	return false;
-}
-
-static bool
-check_database(char **newval, void **extra, GucSource source)
-{
-	if (*newval != NULL && (*newval)[0] != '\0')
-		return true;
-	GUC_check_errdetail("The worker needs the name of the database that holds the subscriptions.");
-	return false;
-}
-
 void
 _PG_init(void)
 {
-	DefineCustomStringVariable("subexpire.target_table",
-							   "Table whose due subscriptions are expired.",
-							   "A table name, optionally schema-qualified; plain or partitioned.",
-							   &subexpire_target_table,
-							   "public.subscriptions",
-							   PGC_SUSET, 0,
-							   check_table_name, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.status_column",
-							   "Column holding the subscription's status.",
-							   "Its type may be text, varchar, char, an enum or a domain over one of them.",
-							   &subexpire_status_column,
-							   "status",
-							   PGC_SUSET, 0,
-							   check_column_name, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.expires_column",
-							   "Column holding the time the subscription expires.",
-							   "Its type may be timestamptz, timestamp or date; NULL never expires.",
-							   &subexpire_expires_column,
-							   "expires_at",
-							   PGC_SUSET, 0,
-							   check_column_name, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.updated_column",
-							   "Column set to the time of the run on each expired row.",
-							   "Empty: no column is set.",
-							   &subexpire_updated_column,
-							   "updated_at",
-							   PGC_SUSET, 0,
-							   check_optional_column_name, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.active_status",
-							   "Status word of a subscription that is active.",
-							   NULL,
-							   &subexpire_active_status,
-							   "active",
-							   PGC_SUSET, 0,
-							   check_status_word, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.expired_status",
-							   "Status word given to a subscription when it expires.",
-							   NULL,
-							   &subexpire_expired_status,
-							   "expired",
-							   PGC_SUSET, 0,
-							   check_status_word, NULL, NULL);
-
-	DefineCustomIntVariable("subexpire.grace_period",
-							"Time after its expiry at which a subscription becomes due.",
-							"A row is due when its expiry plus this period is at or before the cutoff.",
-							&subexpire_grace_period,
-							0, 0, INT_MAX,
-							PGC_SUSET, GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("subexpire.batch_size",
-							"Rows expired per transaction when the background worker runs.",
-							NULL,
-							&subexpire_batch_size,
-							10000, 1, INT_MAX,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("subexpire.max_expired_per_run",
-							"A run that would expire more rows than this refuses and changes nothing.",
-							"0 means no limit.  A guard against a wrong clock or bad data.",
-							&subexpire_max_expired_per_run,
-							0, 0, INT_MAX,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("subexpire.lock_wait",
-							"How long a run waits, in all, for due rows that other transactions hold locked, and at most for any other lock.",
-							"Rows still locked after this are left for the next run and counted in the run's record; a run that waits longer for another lock (on the table, say) fails.",
-							&subexpire_lock_wait,
-							1000, 1, 3600 * 1000,
-							PGC_SUSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("subexpire.enabled",
-							 "Whether the background worker runs the job on its schedule.",
-							 NULL,
-							 &subexpire_enabled,
-							 true,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.schedule",
-							   "When the background worker runs the job.",
-							   SUBEXPIRE_SCHEDULE_FORMS,
-							   &subexpire_schedule,
-							   "0 2 * * *",
-							   PGC_SIGHUP, 0,
-							   check_schedule, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.timezone",
-							   "Time zone in which the schedule's cron fields are read.",
-							   NULL,
-							   &subexpire_timezone,
-							   "UTC",
-							   PGC_SIGHUP, 0,
-							   check_timezone, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.database",
-							   "Database the background worker runs the job in.",
-							   NULL,
-							   &subexpire_database,
-							   "postgres",
-							   PGC_SIGHUP, 0,
-							   check_database, NULL, NULL);
-
-	DefineCustomStringVariable("subexpire.role",
-							   "Role the background worker runs the job as.",
-							   "Empty: the bootstrap superuser.",
-							   &subexpire_role,
-							   "",
-							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("subexpire.catch_up",
-							 "Run once at start-up if a scheduled time passed while nothing ran.",
-							 NULL,
-							 &subexpire_catch_up,
-							 true,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("subexpire.history_retention",
-							"Runs older than this are removed from subexpire_runs.",
-							"0 keeps them all.",
-							&subexpire_history_retention,
-							90 * 24 * 60 * 60, 0, INT_MAX,
-							PGC_SUSET, GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("subexpire.alert_no_expiry_after",
-							"subexpire_health() warns when no subscription expired for this long.",
-							"0 turns the check off.",
-							&subexpire_alert_no_expiry_after,
-							7 * 24 * 60 * 60, 0, INT_MAX,
-							PGC_SUSET, GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("subexpire.alert_max_expired",
-							"subexpire_health() warns when a run expired more subscriptions than this.",
-							"0 turns the check off.",
-							&subexpire_alert_max_expired,
-							0, 0, INT_MAX,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("subexpire.log_expired",
-							 "Log one line per expired subscription, naming its key.",
-							 NULL,
-							 &subexpire_log_expired,
-							 false,
-							 PGC_SUSET, 0,
-							 NULL, NULL, NULL);
-
-	MarkGUCPrefixReserved("subexpire");
-
+	subexpire_define_settings();
 	if (process_shared_preload_libraries_in_progress)
 	{
-		subexpire_stats_init();
-		subexpire_register_worker();
+		subexpire_shmem_init();
+		subexpire_register_scheduler();
 	}
 }

@@ -21,7 +21,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
-#include "subexpire.h"
+#include "subxact.h"
 
 /*
  * Run step(arg) in a subtransaction.  Returns NULL when it succeeded (its

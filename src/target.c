@@ -59,7 +59,10 @@
 #include "utils/typcache.h"
 #include "utils/varlena.h"
 
-#include "subexpire.h"
+#include "owner.h"
+#include "settings.h"
+#include "subxact.h"
+#include "target.h"
 
 #define STATUS_TYPES "text, varchar, char, an enum, or a domain over one of them"
 #define TIMESTAMP_TYPES "timestamp with time zone, timestamp or date, or a domain over one of them"
@@ -127,12 +130,13 @@ lookup_table_step(void *arg)
 }
 
 static Oid
-lookup_table(LOCKMODE lockmode, char *relkind)
+lookup_table(LOCKMODE lockmode)
 {
 	char	   *copy = pstrdup(subexpire_target_table);
 	List	   *names = NIL;
 	TableLookup lookup;
 	ErrorData  *error;
+	char		relkind;
 
 	/* The check hook has made sure that the setting is schema.table. */
 	if (!SplitIdentifierString(copy, '.', &names) || list_length(names) != 2)
@@ -161,14 +165,14 @@ lookup_table(LOCKMODE lockmode, char *relkind)
 						subexpire_target_table),
 				 errhint("Create the table, or set subexpire.target_table to the schema-qualified name of the subscriptions table.")));
 
-	*relkind = get_rel_relkind(lookup.relid);
-	if (*relkind != RELKIND_RELATION && *relkind != RELKIND_PARTITIONED_TABLE)
+	relkind = get_rel_relkind(lookup.relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("%s named by subexpire.target_table is not a table",
 						subexpire_target_table),
 				 errdetail("It is %s; subexpire updates rows of a plain or partitioned table.",
-						   relkind_description(*relkind)),
+						   relkind_description(relkind)),
 				 errhint("Set subexpire.target_table to the table that holds the subscriptions.")));
 	return lookup.relid;
 }
@@ -481,20 +485,6 @@ check_words_differ(const SubexpireTarget *target, Oid collation)
 				 errhint("Set the two settings to status words that the column tells apart.")));
 }
 
-/* The owner of a relation. */
-Oid
-subexpire_relation_owner(Oid relid)
-{
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
 /*
  * The schema-qualified, quoted name of a relation, to put in a statement;
  * NULL when the relation is gone.
@@ -548,7 +538,7 @@ subexpire_open_target(SubexpireAccess access)
 	(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
-	target->relid = lookup_table(lockmode, &target->relkind);
+	target->relid = lookup_table(lockmode);
 	target->qualified_name = subexpire_relation_name(target->relid);
 	target->owner = subexpire_relation_owner(target->relid);
 
@@ -585,11 +575,7 @@ subexpire_open_target(SubexpireAccess access)
 		make_constraints_immediate(deferrable);
 
 	/* From here on, as the table's owner. */
-	GetUserIdAndSecContext(&target->saved_userid, &target->saved_sec_context);
-	SetUserIdAndSecContext(target->owner,
-						   target->saved_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	subexpire_act_as_owner(target->owner, &target->caller);
 
 	get_atttypetypmodcoll(target->relid, target->status_attnum, &type,
 						  &status_typmod, &collation);
@@ -610,7 +596,7 @@ subexpire_open_target(SubexpireAccess access)
 void
 subexpire_close_target(SubexpireTarget *target)
 {
-	SetUserIdAndSecContext(target->saved_userid, target->saved_sec_context);
+	subexpire_act_as_caller(&target->caller);
 	AtEOXact_GUC(true, target->guc_level);
 }
 

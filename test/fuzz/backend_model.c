@@ -5,7 +5,7 @@
  *
  * schedule.c is backend code: it allocates with palloc, reads the calendar
  * with date2j/j2date/j2day, reads wall-clock time with timestamp2tm in a
- * pg_tz from pg_tzset, and checks for interrupts.  None of these is in a
+ * pg_tz from pg_tzset, enumerates the zones, and checks for interrupts.  None of these is in a
  * library a program can link, so this file provides them, written for the
  * harness and not copied from PostgreSQL:
  *
@@ -489,6 +489,49 @@ bool
 pg_tz_acceptable(pg_tz *tz)
 {
 	return tz->acceptable;
+}
+
+/*
+ * The server's enumeration of the time zone database, over the model's
+ * zones; as the server's, it leaves out zones that are not acceptable.
+ */
+struct pg_tzenum
+{
+	int			next;
+};
+
+pg_tzenum *
+pg_tzenumerate_start(void)
+{
+	pg_tzenum  *dir = palloc(sizeof(pg_tzenum));
+
+	dir->next = 0;
+	return dir;
+}
+
+pg_tz *
+pg_tzenumerate_next(pg_tzenum *dir)
+{
+	while (dir->next < lengthof(zones))
+	{
+		pg_tz	   *tz = &zones[dir->next++];
+
+		if (tz->acceptable)
+			return tz;
+	}
+	return NULL;
+}
+
+void
+pg_tzenumerate_end(pg_tzenum *dir)
+{
+	pfree(dir);
+}
+
+const char *
+pg_get_timezone_name(pg_tz *tz)
+{
+	return tz->name;
 }
 
 /*

@@ -57,8 +57,8 @@ ok($reachable{$default_version},
 
 # The library knows the version of the SQL objects it is made for.
 my ($library_version) =
-  slurp_file("$root/src/subexpire.h") =~ /^#define SUBEXPIRE_SQL_VERSION_NAME "([^"]+)"/m;
-is($library_version, $default_version, 'src/subexpire.h: SUBEXPIRE_SQL_VERSION_NAME is default_version');
+  slurp_file("$root/src/extension.h") =~ /^#define SUBEXPIRE_SQL_VERSION_NAME "([^"]+)"/m;
+is($library_version, $default_version, 'src/extension.h: SUBEXPIRE_SQL_VERSION_NAME is default_version');
 is($meta->{'meta-spec'}{version}, '1.0.0', 'META.json follows PGXN meta-spec 1.0.0');
 for my $key (qw(abstract maintainer license provides))
 {

@@ -1,15 +1,20 @@
 /*-------------------------------------------------------------------------
  *
- * schedule_sql.c
- *	  subexpire_next_runs(): preview when a schedule fires.
+ * next_run.c
+ *	  When the job runs next: the next time of subexpire.schedule in
+ *	  subexpire.timezone, and subexpire_next_runs() to preview a schedule.
  *
- * It lets a user check a schedule before setting it, and the tests pin the
- * schedule's rules without waiting for the clock, through the code the
- * worker uses (src/schedule.c).  It lives apart from that code so that
- * schedule.c needs nothing from the backend that test/fuzz/ cannot provide.
+ * The scheduler, the run worker (for a catch-up run) and health's overdue
+ * check all ask subexpire_next_scheduled_run(), so that they agree.
+ *
+ * subexpire_next_runs() lets a user check a schedule before setting it, and
+ * the tests pin the schedule's rules without waiting for the clock, through
+ * the code the worker uses (src/schedule.c).  This lives apart from that
+ * code so that schedule.c needs nothing from the backend that test/fuzz/
+ * cannot provide.
  *
  * IDENTIFICATION
- *	  src/schedule_sql.c
+ *	  src/next_run.c
  *
  *-------------------------------------------------------------------------
  */
@@ -24,8 +29,30 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "next_run.h"
 #include "schedule.h"
-#include "subexpire.h"
+#include "settings.h"
+#include "srf.h"
+
+/*
+ * The first time after "after" at which subexpire.schedule fires, read in
+ * subexpire.timezone; DT_NOEND when it never does.  The settings' check
+ * hooks have accepted both, so they parse.
+ */
+TimestampTz
+subexpire_next_scheduled_run(TimestampTz after)
+{
+	SubexpireSchedule schedule;
+	char	   *error;
+	pg_tz	   *tz;
+
+	if (!subexpire_parse_schedule(subexpire_schedule, &schedule, &error))
+		elog(ERROR, "subexpire.schedule does not parse: %s", error);
+	tz = subexpire_lookup_zone(subexpire_timezone);
+	if (tz == NULL)
+		elog(ERROR, "subexpire.timezone \"%s\" is unknown", subexpire_timezone);
+	return subexpire_next_run(&schedule, tz, after);
+}
 
 /*
  * subexpire_next_runs(schedule text, timezone text, after timestamptz,
@@ -40,7 +67,6 @@ PG_FUNCTION_INFO_V1(subexpire_next_runs);
 Datum
 subexpire_next_runs(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	const char *schedule_text;
 	const char *zone_name;
 	SubexpireSchedule schedule;
@@ -50,7 +76,6 @@ subexpire_next_runs(PG_FUNCTION_ARGS)
 	char	   *error;
 	Tuplestorestate *tupstore;
 	TupleDesc	tupdesc;
-	MemoryContext caller_context;
 
 	schedule_text = PG_ARGISNULL(0) ? subexpire_schedule : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	zone_name = PG_ARGISNULL(1) ? subexpire_timezone : text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -83,17 +108,7 @@ subexpire_next_runs(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("after must be a finite time")));
 
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("subexpire_next_runs() must be called where a set can be returned")));
-
-	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTemplateTupleDesc(1);
-	TupleDescInitEntry(tupdesc, (AttrNumber) 1, "subexpire_next_runs",
-					   TIMESTAMPTZOID, -1, 0);
-	tupstore = tuplestore_begin_heap(false, false, work_mem);
+	tupstore = subexpire_result_set(fcinfo, &tupdesc);
 	for (int i = 0; i < count; i++)
 	{
 		Datum		value;
@@ -106,10 +121,5 @@ subexpire_next_runs(PG_FUNCTION_ARGS)
 		value = TimestampTzGetDatum(after);
 		tuplestore_putvalues(tupstore, tupdesc, &value, &isnull);
 	}
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tupstore;
-	rsinfo->setDesc = tupdesc;
-	MemoryContextSwitchTo(caller_context);
-
 	return (Datum) 0;
 }

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * runs.c
+ * records.c
  *	  Run records: one row in subexpire_runs for each run.
  *
  * Neither the caller of expire_subscriptions() nor the target table's
@@ -12,111 +12,29 @@
  * back with the rows it counts.
  *
  * IDENTIFICATION
- *	  src/runs.c
+ *	  src/records.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "catalog/indexing.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "subexpire.h"
+#include "extension.h"
+#include "owner.h"
+#include "records.h"
+#include "settings.h"
+#include "subxact.h"
 
 #define RUNS_TABLE "subexpire_runs"
-
-/*
- * The schema the extension was created in, where its tables live, or
- * InvalidOid when it is not installed in this database; with version not
- * NULL, also its pg_extension.extversion, palloc'd (NULL when it is not
- * installed).  (get_extension_schema() is not exported before PostgreSQL
- * 16.)
- */
-static Oid
-find_extension(char **version)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	Oid			schema = InvalidOid;
-
-	if (version != NULL)
-		*version = NULL;
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("subexpire"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-	{
-		schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
-		if (version != NULL)
-		{
-			bool		isnull;
-			Datum		value = heap_getattr(tuple, Anum_pg_extension_extversion,
-											 RelationGetDescr(rel), &isnull);
-
-			*version = isnull ? pstrdup("") : TextDatumGetCString(value);
-		}
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return schema;
-}
-
-/*
- * The version of the extension's SQL objects in this database, as a
- * number that compares as versions do (SUBEXPIRE_SQL_1_1 and so on), or 0
- * when the extension is not installed here; *version is set to the
- * version as pg_extension has it (NULL when not installed).
- *
- * The library may be newer than the SQL objects: a new library is
- * installed and the server restarted, but ALTER EXTENSION subexpire UPDATE
- * has not been run yet in every database.  Whatever depends on SQL
- * objects that a version added asks this first, once a run, and does
- * without them on older ones.  A version this library cannot read counts
- * as the oldest, so that only what every version has is used.
- */
-static int
-version_number(const char *version)
-{
-	int			major;
-	int			minor;
-	char		rest;
-
-	if (sscanf(version, "%d.%d%c", &major, &minor, &rest) != 2 ||
-		major < 1 || minor < 0 || minor >= 100)
-		return SUBEXPIRE_SQL_1_0;
-	return major * 100 + minor;
-}
-
-int
-subexpire_sql_version(char **version)
-{
-	if (!OidIsValid(find_extension(version)))
-		return 0;
-	return version_number(*version);
-}
 
 /*
  * subexpire_runs in this database, for one statement on it: its quoted,
@@ -128,14 +46,14 @@ typedef struct RunsTable
 	Oid			relid;
 	char	   *name;
 	int			sql_version;
-}			RunsTable;
+} RunsTable;
 
 static RunsTable
 find_runs_table(void)
 {
 	RunsTable	runs;
 	char	   *version;
-	Oid			schema = find_extension(&version);
+	Oid			schema = subexpire_extension_schema(&version);
 
 	if (!OidIsValid(schema))
 		ereport(ERROR,
@@ -152,7 +70,7 @@ find_runs_table(void)
 				 errhint("Recreate the extension: DROP EXTENSION subexpire; CREATE EXTENSION subexpire;")));
 	runs.name = quote_qualified_identifier(get_namespace_name(schema),
 										   RUNS_TABLE);
-	runs.sql_version = version_number(version);
+	runs.sql_version = subexpire_version_number(version);
 	return runs;
 }
 
@@ -160,7 +78,7 @@ typedef struct RunsLock
 {
 	Oid			relid;
 	LOCKMODE	lockmode;
-}			RunsLock;
+} RunsLock;
 
 static void
 lock_runs_step(void *arg)
@@ -203,13 +121,12 @@ lock_runs_table(Oid relid, LOCKMODE lockmode)
  * sql_template names the table with %s.  Returns SPI's result code.
  */
 static int
-execute_as_owner(const RunsTable * runs, LOCKMODE lockmode,
+execute_as_owner(const RunsTable *runs, LOCKMODE lockmode,
 				 const char *sql_template, int nargs, Oid *types,
 				 Datum *values, const char *nulls)
 {
 	char	   *sql = psprintf(sql_template, runs->name);
-	Oid			saved_userid;
-	int			saved_sec_context;
+	SubexpireSavedUser caller;
 	int			guc_level;
 	int			rc;
 
@@ -220,16 +137,13 @@ execute_as_owner(const RunsTable * runs, LOCKMODE lockmode,
 	 * the statements name everything they use, and this makes sure that
 	 * nothing else could be picked up.
 	 */
-	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-	SetUserIdAndSecContext(subexpire_relation_owner(runs->relid),
-						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	subexpire_act_as_owner(subexpire_relation_owner(runs->relid), &caller);
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 	AtEOXact_GUC(true, guc_level);
-	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+	subexpire_act_as_caller(&caller);
 	return rc;
 }
 
@@ -405,44 +319,6 @@ subexpire_last_scheduled_success(void)
 	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 						  &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(value);
-}
-
-/*
- * Tell the world about a run that is about to commit: one LOG line with
- * its trigger, cutoff, count and duration, and, when it expired rows,
- * NOTIFY subexpire with a JSON payload, delivered when its transaction
- * commits (and not at all if it rolls back).
- */
-void
-subexpire_announce_run(const char *trigger, int64 run_id, TimestampTz as_of,
-					   TimestampTz started_at, TimestampTz finished_at,
-					   const SubexpireRunResult *result)
-{
-	ereport(LOG,
-			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s%s",
-					trigger, (long long) run_id,
-					(long long) result->expired_count,
-					timestamptz_to_str(as_of),
-					(double) (finished_at - started_at) / USECS_PER_SEC,
-					result->skipped_locked > 0
-					? psprintf(", and left %lld locked by other transactions for the next run",
-							   (long long) result->skipped_locked)
-					: "",
-					result->kept_active > 0
-					? psprintf("; %lld more stayed due, their status kept by a trigger",
-							   (long long) result->kept_active)
-					: "")));
-
-	if (result->expired_count > 0)
-	{
-		char	   *as_of_text = JsonEncodeDateTime(NULL, TimestampTzGetDatum(as_of),
-													TIMESTAMPTZOID, NULL);
-
-		Async_Notify("subexpire",
-					 psprintf("{\"run_id\":%lld,\"expired_count\":%lld,\"as_of\":\"%s\"}",
-							  (long long) run_id,
-							  (long long) result->expired_count, as_of_text));
-	}
 }
 
 /*

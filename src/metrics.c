@@ -1,0 +1,331 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.c
+ *	  The SQL functions that read the statistics: subexpire_stats,
+ *	  subexpire_metrics() (Prometheus text), the duration histogram and
+ *	  subexpire_stats_reset().
+ *
+ * Monitoring reads the other modules and nothing reads it.  A figure that
+ * cannot be computed (the due count of a target that is missing, say) is
+ * left out, not raised: monitoring must keep working when the job cannot.
+ *
+ * IDENTIFICATION
+ *	  src/metrics.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "expire.h"
+#include "scheduler.h"
+#include "srf.h"
+#include "stats.h"
+#include "subxact.h"
+#include "target.h"
+
+/*
+ * Whether the last run has a longest batch: a worker run that expired rows
+ * (NULL in subexpire_stats, 0 in subexpire_metrics() otherwise).
+ */
+static bool
+has_longest_batch(const SubexpireCounters *c)
+{
+	return c->runs_total > 0 && c->last_run_longest_batch >= 0;
+}
+
+/*
+ * The rows due now, or -1 when they cannot be counted (the target is
+ * missing, say): monitoring must keep working when the job cannot.  The
+ * count runs with the rights of the table's owner (see
+ * subexpire_open_target()), so that a member of pg_monitor sees it without
+ * reading the subscriptions themselves, and the owner's code (a domain's
+ * check on the status words) runs with no more rights than the owner's.
+ */
+static void
+count_due_step(void *arg)
+{
+	int64	   *due = arg;
+	SubexpireTarget *target;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	target = subexpire_open_target(SUBEXPIRE_FOR_MONITOR);
+	*due = subexpire_count_due(target, GetCurrentTimestamp());
+	subexpire_close_target(target);
+	SPI_finish();
+}
+
+static int64
+count_due_now(void)
+{
+	int64		due = -1;
+	ErrorData  *error = subexpire_try(count_due_step, &due);
+
+	if (error != NULL)
+	{
+		FreeErrorData(error);
+		return -1;
+	}
+	return due;
+}
+
+/* A duration in microseconds as an interval Datum. */
+static Datum
+interval_datum(int64 usecs)
+{
+	Interval   *interval = palloc0(sizeof(Interval));
+
+	interval->time = usecs;
+	return IntervalPGetDatum(interval);
+}
+
+static double
+unix_seconds(TimestampTz t)
+{
+	if (t == 0)
+		return 0;
+	return (double) (t - SetEpochTimestamp()) / USECS_PER_SEC;
+}
+
+/* ---- SQL functions ---- */
+
+/*
+ * subexpire_stats reads one row from a C function whose columns depend on
+ * the version of the extension's SQL objects, as pg_stat_statements does:
+ * each version's SQL declares its own entry point, and the library keeps
+ * the entry points of every version, so that a new library serves the
+ * view of SQL objects that ALTER EXTENSION subexpire UPDATE has not
+ * brought up to date yet.
+ */
+typedef enum StatsApiVersion
+{
+	STATS_V1_0,
+	STATS_V1_1
+} StatsApiVersion;
+
+#define STATS_COLS_V1_0 15
+#define STATS_COLS_V1_1 16
+#define STATS_COLS 16			/* the most of any version */
+
+static Datum
+stats_internal(FunctionCallInfo fcinfo, StatsApiVersion api_version)
+{
+	SubexpireCounters c;
+	TupleDesc	tupdesc;
+	Datum		values[STATS_COLS];
+	bool		nulls[STATS_COLS];
+	int			expected_cols;
+	int			worker_pid;
+	TimestampTz next_run_at;
+	int64		due;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	/*
+	 * The function must have been declared with the columns of the entry
+	 * point it names: an older or hand-made declaration must get an error,
+	 * not a tuple built to another shape.
+	 */
+	expected_cols = (api_version == STATS_V1_0) ? STATS_COLS_V1_0 : STATS_COLS_V1_1;
+	if (tupdesc->natts != expected_cols)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subexpire's SQL objects do not match its library"),
+				 errdetail("Function %s returns %d columns, but the library's entry point %s returns %d.",
+						   get_func_name(fcinfo->flinfo->fn_oid),
+						   tupdesc->natts,
+						   api_version == STATS_V1_0
+						   ? "subexpire_stats_internal"
+						   : "subexpire_stats_internal_1_1",
+						   expected_cols),
+				 errhint("Run ALTER EXTENSION subexpire UPDATE.")));
+
+	c = subexpire_stats_read();
+	memset(nulls, false, sizeof(nulls));
+	subexpire_scheduler_status(&worker_pid, &next_run_at);
+	due = count_due_now();
+
+	values[0] = Int64GetDatum(c.runs_total);
+	values[1] = Int64GetDatum(c.runs_failed);
+	values[2] = Int64GetDatum(c.expired_total);
+	values[3] = TimestampTzGetDatum(c.last_run_started_at);
+	nulls[3] = (c.last_run_started_at == 0);
+	values[4] = TimestampTzGetDatum(c.last_success_at);
+	nulls[4] = (c.last_success_at == 0);
+	values[5] = TimestampTzGetDatum(c.last_failure_at);
+	nulls[5] = (c.last_failure_at == 0);
+	values[6] = CStringGetTextDatum(c.last_error);
+	nulls[6] = (c.last_error[0] == '\0');
+	values[7] = interval_datum(c.last_run_duration);
+	nulls[7] = (c.runs_total == 0);
+	values[8] = Float8GetDatum(c.duration_sum);
+	values[9] = Int64GetDatum(c.last_run_expired);
+	nulls[9] = (c.runs_total == 0);
+	values[10] = TimestampTzGetDatum(c.last_expiry_at);
+	nulls[10] = (c.last_expiry_at == 0);
+	values[11] = TimestampTzGetDatum(next_run_at);
+	nulls[11] = (next_run_at == 0);
+	values[12] = Int32GetDatum(worker_pid);
+	nulls[12] = (worker_pid == 0);
+	values[13] = Int64GetDatum(due);
+	nulls[13] = (due < 0);
+	values[14] = TimestampTzGetDatum(c.stats_reset);
+	if (api_version >= STATS_V1_1)
+	{
+		values[15] = interval_datum(c.last_run_longest_batch);
+		nulls[15] = !has_longest_batch(&c);
+	}
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* The entry point of the SQL objects of version 1.0. */
+PG_FUNCTION_INFO_V1(subexpire_stats_internal);
+
+Datum
+subexpire_stats_internal(PG_FUNCTION_ARGS)
+{
+	return stats_internal(fcinfo, STATS_V1_0);
+}
+
+/* Version 1.1 adds last_run_longest_batch. */
+PG_FUNCTION_INFO_V1(subexpire_stats_internal_1_1);
+
+Datum
+subexpire_stats_internal_1_1(PG_FUNCTION_ARGS)
+{
+	return stats_internal(fcinfo, STATS_V1_1);
+}
+
+PG_FUNCTION_INFO_V1(subexpire_stats_reset);
+
+Datum
+subexpire_stats_reset(PG_FUNCTION_ARGS)
+{
+	subexpire_stats_clear();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(subexpire_duration_buckets);
+
+Datum
+subexpire_duration_buckets(PG_FUNCTION_ARGS)
+{
+	SubexpireCounters c = subexpire_stats_read();
+	TupleDesc	tupdesc;
+	Tuplestorestate *tupstore = subexpire_result_set(fcinfo, &tupdesc);
+	int64		cumulative = 0;
+
+	for (int i = 0; i < SUBEXPIRE_DURATION_BUCKETS; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		cumulative += c.duration_counts[i];
+		values[0] = Float8GetDatum(subexpire_duration_bound(i));
+		values[1] = Int64GetDatum(cumulative);
+		tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+static void
+append_metric(StringInfo out, const char *name, const char *type,
+			  const char *help)
+{
+	appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+PG_FUNCTION_INFO_V1(subexpire_metrics);
+
+/*
+ * subexpire_metrics() RETURNS text: the statistics in Prometheus text
+ * exposition format, with the names that application-side expiry jobs
+ * export, so that existing dashboards and alerts keep working.
+ */
+Datum
+subexpire_metrics(PG_FUNCTION_ARGS)
+{
+	SubexpireCounters c = subexpire_stats_read();
+	StringInfoData out;
+	int			worker_pid;
+	TimestampTz next_run_at;
+	int64		due = count_due_now();
+	int64		cumulative = 0;
+
+	subexpire_scheduler_status(&worker_pid, &next_run_at);
+	initStringInfo(&out);
+
+	append_metric(&out, "subscription_expiry_total", "counter",
+				  "Subscriptions expired since the statistics were reset.");
+	appendStringInfo(&out, "subscription_expiry_total " INT64_FORMAT "\n",
+					 c.expired_total);
+
+	append_metric(&out, "subscription_expiry_duration_seconds", "histogram",
+				  "How long expiry runs took.");
+	for (int i = 0; i < SUBEXPIRE_DURATION_BUCKETS; i++)
+	{
+		cumulative += c.duration_counts[i];
+		if (i < SUBEXPIRE_DURATION_BUCKETS - 1)
+			appendStringInfo(&out, "subscription_expiry_duration_seconds_bucket{le=\"%g\"} " INT64_FORMAT "\n",
+							 subexpire_duration_bound(i), cumulative);
+		else
+			appendStringInfo(&out, "subscription_expiry_duration_seconds_bucket{le=\"+Inf\"} " INT64_FORMAT "\n",
+							 cumulative);
+	}
+	appendStringInfo(&out, "subscription_expiry_duration_seconds_sum %.6f\n",
+					 c.duration_sum);
+	appendStringInfo(&out, "subscription_expiry_duration_seconds_count " INT64_FORMAT "\n",
+					 c.runs_total);
+
+	append_metric(&out, "subscription_expiry_runs_total", "counter",
+				  "Expiry runs, by outcome.");
+	appendStringInfo(&out, "subscription_expiry_runs_total{status=\"succeeded\"} " INT64_FORMAT "\n",
+					 c.runs_total - c.runs_failed);
+	appendStringInfo(&out, "subscription_expiry_runs_total{status=\"failed\"} " INT64_FORMAT "\n",
+					 c.runs_failed);
+
+	append_metric(&out, "subscription_expiry_last_success_timestamp_seconds", "gauge",
+				  "When the last successful run started, in Unix time; 0 if none.");
+	appendStringInfo(&out, "subscription_expiry_last_success_timestamp_seconds %.3f\n",
+					 unix_seconds(c.last_success_at));
+
+	append_metric(&out, "subscription_expiry_last_expiry_timestamp_seconds", "gauge",
+				  "When the last run that expired a subscription started, in Unix time; 0 if none.");
+	appendStringInfo(&out, "subscription_expiry_last_expiry_timestamp_seconds %.3f\n",
+					 unix_seconds(c.last_expiry_at));
+
+	append_metric(&out, "subscription_expiry_last_run_expired", "gauge",
+				  "Subscriptions expired by the last run.");
+	appendStringInfo(&out, "subscription_expiry_last_run_expired " INT64_FORMAT "\n",
+					 c.last_run_expired);
+
+	append_metric(&out, "subscription_expiry_last_run_longest_batch_seconds", "gauge",
+				  "How long the last worker run held rows locked at most; 0 if none.");
+	appendStringInfo(&out, "subscription_expiry_last_run_longest_batch_seconds %.6f\n",
+					 has_longest_batch(&c) ? c.last_run_longest_batch / 1000000.0 : 0.0);
+
+	if (due >= 0)
+	{
+		append_metric(&out, "subscription_expiry_due", "gauge",
+					  "Subscriptions due now, not yet expired.");
+		appendStringInfo(&out, "subscription_expiry_due " INT64_FORMAT "\n", due);
+	}
+
+	append_metric(&out, "subscription_expiry_next_run_timestamp_seconds", "gauge",
+				  "When the background worker runs next, in Unix time; 0 if it is not scheduled.");
+	appendStringInfo(&out, "subscription_expiry_next_run_timestamp_seconds %.3f\n",
+					 unix_seconds(next_run_at));
+
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
+}

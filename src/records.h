@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * records.h
+ *	  Run records: one row in subexpire_runs for each run.
+ *
+ * IDENTIFICATION
+ *	  src/records.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SUBEXPIRE_RECORDS_H
+#define SUBEXPIRE_RECORDS_H
+
+#include "datatype/timestamp.h"
+
+#include "expire.h"
+
+extern int64 subexpire_record_run(const char *trigger, TimestampTz as_of,
+								  TimestampTz started_at,
+								  TimestampTz finished_at,
+								  const char *status,
+								  const SubexpireRunResult *result,
+								  const char *error);
+extern void subexpire_update_run(int64 run_id,
+								 const SubexpireRunResult *added,
+								 const char *status, const char *error,
+								 int64 longest_batch);
+extern int64 subexpire_fail_interrupted_runs(void);
+extern TimestampTz subexpire_last_scheduled_success(void);
+extern void subexpire_prune_runs(void);
+
+#endif							/* SUBEXPIRE_RECORDS_H */

@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * target.h
+ *	  The target table, as the settings describe it, checked against the
+ *	  catalog and opened with its owner's rights.
+ *
+ * IDENTIFICATION
+ *	  src/target.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SUBEXPIRE_TARGET_H
+#define SUBEXPIRE_TARGET_H
+
+#include "access/attnum.h"
+#include "datatype/timestamp.h"
+
+#include "owner.h"
+
+/*
+ * The words and bounds are Datums of the columns' own types, so that the
+ * statements compare like with like and an index on the columns serves
+ * them.
+ */
+typedef struct SubexpireTarget
+{
+	Oid			relid;
+	AttrNumber	status_attnum;
+	AttrNumber	expires_attnum;
+	AttrNumber	updated_attnum; /* InvalidAttrNumber when none */
+	char	   *qualified_name; /* quoted, ready to paste into SQL */
+	char	   *status_column;	/* quoted */
+	char	   *expires_column; /* quoted */
+	char	   *updated_column; /* quoted, or NULL when none is configured */
+	Oid			status_type;
+	Oid			expires_type;
+	Oid			updated_type;
+	Datum		active_word;
+	Datum		expired_word;
+	char	   *key_columns;	/* for the log; see subexpire_key_columns() */
+	Oid			owner;			/* the statements run as this role */
+	bool		count_outcome;	/* BEFORE ROW triggers may change what is
+								 * written: count rows by their new status */
+	/* What subexpire_close_target() restores. */
+	SubexpireSavedUser caller;
+	int			guc_level;
+} SubexpireTarget;
+
+/* What the caller of subexpire_open_target() does with the target. */
+typedef enum SubexpireAccess
+{
+	SUBEXPIRE_FOR_RUN,			/* expires rows: needs SELECT and UPDATE */
+	SUBEXPIRE_FOR_COUNT,		/* counts due rows (a dry run): needs SELECT */
+	SUBEXPIRE_FOR_MONITOR		/* monitoring: needs no access to the rows */
+} SubexpireAccess;
+
+extern SubexpireTarget *subexpire_open_target(SubexpireAccess access);
+extern void subexpire_close_target(SubexpireTarget *target);
+extern char *subexpire_relation_name(Oid relid);
+extern const char *subexpire_key_columns(SubexpireTarget *target);
+extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type,
+											const char *what,
+											const char *column);
+
+#endif							/* SUBEXPIRE_TARGET_H */
