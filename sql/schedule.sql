@@ -89,6 +89,15 @@ SELECT * FROM subexpire_next_runs('@fortnightly');
 SELECT * FROM subexpire_next_runs('0 seconds');
 SELECT * FROM subexpire_next_runs('60 seconds');
 SELECT * FROM subexpire_next_runs('0 2 * * *', 'Mars/Olympus');
+-- POSIX zone strings read their sign the other way round from what users
+-- mean (UTC+3 is three hours behind UTC): the function refuses them, as
+-- the setting does, by the one zone check.
+SELECT * FROM subexpire_next_runs('0 2 * * *', 'UTC+3');
+SELECT * FROM subexpire_next_runs('0 2 * * *', '+05:00');
+ALTER SYSTEM SET subexpire.timezone = 'UTC+3';
+ALTER SYSTEM SET subexpire.timezone = '+05:00';
+-- A zone name in another case is the same zone.
+SELECT * FROM subexpire_next_runs('0 2 * * *', 'europe/berlin', '2026-01-01 00:00+00', 1);
 SELECT * FROM subexpire_next_runs('0 2 * * *', 'UTC', 'infinity');
 SELECT * FROM subexpire_next_runs('0 2 * * *', 'UTC', now(), -1);
 
