@@ -1,4 +1,4 @@
--- The reference schema of DESIGN.md: the table that application-side
+-- The reference schema: the table that application-side
 -- expiry jobs already have, and its index.  Shared by the regression
 -- suite (sql/setup.sql), the TAP tests (test/t/SubexpireTest.pm) and the
 -- demo (scripts/demo.sh).

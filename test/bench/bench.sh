@@ -8,9 +8,9 @@
 #
 # It creates a throwaway PostgreSQL cluster of its own (initdb into a temp
 # directory, unix socket only; run as the postgres user when invoked as
-# root), loads the reference schema of DESIGN.md with --rows subscriptions,
-# --due of them due at the time of the load, and times, in pairs whose
-# order alternates:
+# root), loads the reference schema (test/reference_schema.sql) with --rows
+# subscriptions, --due of them due at the time of the load, and times, in
+# pairs whose order alternates:
 #   (a)  SELECT * FROM expire_subscriptions(as_of)          all due rows
 #   (b)  UPDATE subscriptions SET status = 'expired', updated_at = now()
 #        WHERE status = 'active' AND expires_at <= as_of     all due rows

@@ -5,10 +5,10 @@
 -- that bench.sh copies before every timed run: every timed run starts from
 -- the same table, the same indexes, no dead rows and fresh statistics.
 --
--- The table is the reference schema of DESIGN.md; the constraints and the
--- index are added after the load (same names, same definitions as the
--- CREATE TABLE of DESIGN.md would give), which is faster than loading into
--- indexes.
+-- The table is the reference schema's (test/reference_schema.sql); the
+-- constraints and the index are added after the load (same names, same
+-- definitions as the CREATE TABLE there would give), which is faster than
+-- loading into indexes.
 --
 -- Also the function that case (p) of bench.sh has pg_cron call: what a
 -- user writes instead of subexpire, the set-based UPDATE in PL/pgSQL.
