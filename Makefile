@@ -3,6 +3,7 @@
 EXTENSION = subexpire
 MODULE_big = subexpire
 OBJS = \
+	src/distributed.o \
 	src/expire.o \
 	src/extension.o \
 	src/health.o \
@@ -18,6 +19,7 @@ OBJS = \
 	src/settings.o \
 	src/shmem.o \
 	src/srf.o \
+	src/statement.o \
 	src/stats.o \
 	src/subexpire.o \
 	src/subxact.o \
@@ -48,6 +50,10 @@ EXTRA_CLEAN = tmp_check_regress tmp_check_iso output_iso \
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies (unless PostgreSQL was configured
+# with --enable-depend): rebuild every object when a header changes.
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 
 # The benchmark at a small size: proves it still works, times nothing.
 .PHONY: bench-smoke

@@ -38,6 +38,12 @@
  * (SubexpireRunWrites), so that nothing can make it come back for the same
  * rows without end.
  *
+ * On a Citus hash-distributed table, where a ctid is per shard and SKIP
+ * LOCKED runs on one shard only, the locked-rows path and the worker's list
+ * and batches are those of src/distributed.c, chosen once a run; the
+ * probe, the count and the common path are the same statements.  The parts
+ * every statement is made of are in src/statement.c.
+ *
  * IDENTIFICATION
  *	  src/expire.c
  *
@@ -68,315 +74,20 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "distributed.h"
 #include "expire.h"
+#include "statement.h"
 #include "run_xacts.h"
 #include "settings.h"
 #include "subxact.h"
 #include "target.h"
 
-/*
- * Parameters shared by every statement: $1 the expired word, $2 the active
- * word, $3 the bound on the expiry column, $4 the run's time for the
- * updated-at column, $5 a row's ctid (only in the one-row UPDATE), $6 the
- * ctids of a batch's rows (only in the worker's batches) and $7 the
- * transactions of this run that wrote rows (see SubexpireRunWrites).
- */
-#define PARAM_COUNT 7
-
-/*
- * What a run has written so far: the (sub)transactions in which its
- * statements updated rows, and how many of those rows stayed due because
- * a BEFORE trigger kept their status.  The statements that come back for
- * due rows after the run has written some (another list of the worker,
- * the locked-rows path's later passes, the worker's last step) leave out
- * the row versions that those transactions wrote (their xmin), so that a
- * run considers each due row at most once: neither a trigger that keeps
- * or puts back the status, nor anything else, can make it come back for
- * the same rows without end.
- */
-struct SubexpireRunWrites
-{
-	MemoryContext context;		/* lives as long as the run */
-	int64		kept;			/* rows updated that stayed due */
-	int			nxids;
-	int			maxxids;
-	TransactionId *xids;
-};
-
-typedef struct StatementParams
-{
-	Oid			types[PARAM_COUNT];
-	Datum		values[PARAM_COUNT];
-	char		nulls[PARAM_COUNT];
-	bool		exclude_written;	/* $7 is not empty */
-} StatementParams;
-
-/*
- * A statement prepared once per backend and kept until the text or the
- * parameter types it was prepared for change, that is, until the
- * configuration or the target's column types do.
- */
-typedef struct CachedStatement
-{
-	char	   *sql;
-	Oid			types[PARAM_COUNT];
-	SPIPlanPtr	plan;
-} CachedStatement;
-
-static CachedStatement expire_statement;
-static CachedStatement count_statement;
-static CachedStatement probe_statement;
-
-/* $7: the transactions of the run that wrote rows. */
-static void
-set_writes_param(StatementParams *params, const SubexpireRunWrites *writes)
-{
-	int			n = writes ? writes->nxids : 0;
-	Datum	   *xids = palloc(n * sizeof(Datum));
-
-	for (int i = 0; i < n; i++)
-		xids[i] = TransactionIdGetDatum(writes->xids[i]);
-	params->values[6] = PointerGetDatum(construct_array(xids, n, XIDOID,
-														sizeof(TransactionId),
-														true, TYPALIGN_INT));
-	params->nulls[6] = ' ';
-	params->exclude_written = (n > 0);
-}
-
-SubexpireRunWrites *
-subexpire_run_writes_create(MemoryContext context)
-{
-	SubexpireRunWrites *writes = MemoryContextAllocZero(context,
-														sizeof(SubexpireRunWrites));
-
-	writes->context = context;
-	return writes;
-}
-
-int64
-subexpire_run_writes_kept(const SubexpireRunWrites *writes)
-{
-	return writes->kept;
-}
-
-/*
- * The statement just run in the current (sub)transaction updated rows,
- * "kept" of which stayed due: remember the transaction, whose row versions
- * the run's later searches leave out, and refresh $7 when it is new (a
- * batch's pieces are all one transaction).
- */
-static void
-note_writes(SubexpireRunWrites *writes, StatementParams *params, uint64 kept)
-{
-	TransactionId xid = GetCurrentTransactionId();
-
-	writes->kept += kept;
-	if (writes->nxids == 0 || writes->xids[writes->nxids - 1] != xid)
-	{
-		if (writes->nxids == writes->maxxids)
-		{
-			writes->maxxids = Max(16, writes->maxxids * 2);
-			if (writes->xids == NULL)
-				writes->xids = MemoryContextAlloc(writes->context,
-												  writes->maxxids * sizeof(TransactionId));
-			else
-				writes->xids = repalloc(writes->xids,
-										writes->maxxids * sizeof(TransactionId));
-		}
-		writes->xids[writes->nxids++] = xid;
-		set_writes_param(params, writes);
-	}
-}
-
-static void
-set_params(StatementParams *params, SubexpireTarget *target,
-		   TimestampTz as_of, TimestampTz run_time,
-		   const SubexpireRunWrites *writes)
-{
-	TimestampTz bound = as_of;
-
-	if (subexpire_grace_period > 0)
-	{
-		bound = as_of - (TimestampTz) subexpire_grace_period * USECS_PER_SEC;
-		if (!IS_VALID_TIMESTAMP(bound))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("as_of minus subexpire.grace_period is out of range"),
-					 errhint("Pass a later as_of or set a shorter subexpire.grace_period.")));
-	}
-
-	params->types[0] = target->status_type;
-	params->types[1] = target->status_type;
-	params->types[2] = target->expires_type;
-	params->types[3] = OidIsValid(target->updated_type) ? target->updated_type : TIMESTAMPTZOID;
-	params->types[4] = TIDOID;
-	params->types[5] = TIDARRAYOID;
-	params->types[6] = XIDARRAYOID;
-
-	params->values[0] = target->expired_word;
-	params->values[1] = target->active_word;
-	params->values[2] = subexpire_timestamp_for_column(bound, target->expires_type,
-													   subexpire_grace_period > 0
-													   ? "as_of minus subexpire.grace_period"
-													   : "as_of",
-													   target->expires_column);
-	params->values[3] = subexpire_timestamp_for_column(run_time, params->types[3],
-													   "the run's time",
-													   target->updated_column
-													   ? target->updated_column
-													   : "(none)");
-	params->values[4] = (Datum) 0;
-	params->values[5] = (Datum) 0;
-
-	memset(params->nulls, ' ', PARAM_COUNT);
-	params->nulls[4] = 'n';
-	params->nulls[5] = 'n';
-	set_writes_param(params, writes);
-}
-
-/*
- * "status = $2 AND expires_at <= $3", operators pinned to pg_catalog; with
- * exclude_written, leaving out the row versions that this run wrote ($7).
- * The first statement of a run has written nothing, so that the common
- * path stays one plain UPDATE.
- */
-static void
-append_due_condition(StringInfo sql, SubexpireTarget *target,
-					 bool exclude_written)
-{
-	appendStringInfo(sql, "%s OPERATOR(pg_catalog.=) $2 AND %s OPERATOR(pg_catalog.<=) $3",
-					 target->status_column, target->expires_column);
-	if (exclude_written)
-		appendStringInfoString(sql, " AND NOT (xmin OPERATOR(pg_catalog.=) ANY ($7))");
-}
-
-/*
- * The RETURNING list of the UPDATEs: when the target counts by outcome,
- * whether each row got the expired word; when subexpire.log_expired asks
- * for one line per expired row, its key (the primary key's columns, or the
- * ctid of a table that has none).  Without either, none: the rows the
- * UPDATE processed are the rows it expired.
- */
-static void
-append_returning(StringInfo sql, SubexpireTarget *target)
-{
-	if (target->count_outcome)
-		appendStringInfo(sql, " RETURNING %s OPERATOR(pg_catalog.=) $1%s%s",
-						 target->status_column,
-						 subexpire_log_expired ? ", " : "",
-						 subexpire_log_expired ? subexpire_key_columns(target) : "");
-	else if (subexpire_log_expired)
-		appendStringInfo(sql, " RETURNING %s", subexpire_key_columns(target));
-}
-
-/*
- * Check the result of one of the UPDATEs, count the rows it expired, note
- * what it wrote in "writes", and log the expired rows when
- * subexpire.log_expired is on.  When the target counts by outcome, a row
- * counts only when it was given the expired word; the others are counted
- * as kept.  Returns how many it expired, and in *processed, when not NULL,
- * how many rows it updated.
- */
-static uint64
-finish_update(int rc, SubexpireTarget *target, const char *what,
-			  SubexpireRunWrites *writes, StatementParams *params,
-			  uint64 *processed)
-{
-	int			key_from = target->count_outcome ? 2 : 1;
-	uint64		expired = 0;
-
-	if (rc != SPI_OK_UPDATE && rc != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
-	if (processed != NULL)
-		*processed = SPI_processed;
-	if (rc != SPI_OK_UPDATE_RETURNING)
-		expired = SPI_processed;
-	else
-	{
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	row = SPI_tuptable->vals[i];
-			StringInfoData key;
-			bool		isnull;
-
-			if (target->count_outcome &&
-				!DatumGetBool(SPI_getbinval(row, desc, 1, &isnull)))
-				continue;		/* kept due (a NULL is not the expired word) */
-			expired++;
-			if (!subexpire_log_expired)
-				continue;
-			initStringInfo(&key);
-			for (int col = key_from; col <= desc->natts; col++)
-			{
-				char	   *value = SPI_getvalue(row, desc, col);
-
-				appendStringInfo(&key, "%s%s", col > key_from ? ", " : "",
-								 value ? value : "NULL");
-			}
-			ereport(LOG,
-					(errmsg("subexpire: expired subscription (%s)=(%s) in %s",
-							subexpire_key_columns(target), key.data,
-							target->qualified_name)));
-			pfree(key.data);
-		}
-	}
-	if (SPI_processed > 0)
-		note_writes(writes, params, SPI_processed - expired);
-	return expired;
-}
-
-/* "UPDATE rel SET status = $1, updated_at = $4 WHERE " */
-static void
-append_update_head(StringInfo sql, SubexpireTarget *target,
-				   const char *relation, bool only)
-{
-	appendStringInfo(sql, "UPDATE %s%s SET %s = $1", only ? "ONLY " : "",
-					 relation, target->status_column);
-	if (target->updated_column != NULL)
-		appendStringInfo(sql, ", %s = $4", target->updated_column);
-	appendStringInfoString(sql, " WHERE ");
-}
-
-/*
- * The prepared plan for "sql", preparing it when it is not cached.  Plans
- * are re-planned with the actual parameter values on each run
- * (CURSOR_OPT_CUSTOM_PLAN): how many rows are due decides between an index
- * range scan and a sequential scan, and a generic plan would have to guess.
- */
-static SPIPlanPtr
-cached_plan(CachedStatement *statement, const char *sql,
-			const StatementParams *params)
-{
-	SPIPlanPtr	plan;
-
-	if (statement->plan != NULL &&
-		strcmp(statement->sql, sql) == 0 &&
-		memcmp(statement->types, params->types, sizeof(params->types)) == 0)
-		return statement->plan;
-
-	plan = SPI_prepare_cursor(sql, PARAM_COUNT, (Oid *) params->types,
-							  CURSOR_OPT_CUSTOM_PLAN);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the plan of \"%s\"", sql);
-
-	if (statement->plan != NULL)
-	{
-		SPI_freeplan(statement->plan);
-		pfree(statement->sql);
-	}
-	statement->plan = plan;
-	statement->sql = MemoryContextStrdup(TopMemoryContext, sql);
-	memcpy(statement->types, params->types, sizeof(params->types));
-	return plan;
-}
+static SubexpireCachedStatement expire_statement;
+static SubexpireCachedStatement count_statement;
+static SubexpireCachedStatement probe_statement;
 
 static int64
-count_due_rows(SubexpireTarget *target, StatementParams *params)
+count_due_rows(SubexpireTarget *target, SubexpireStatementParams *params)
 {
 	StringInfoData sql;
 	SPIPlanPtr	plan;
@@ -386,8 +97,8 @@ count_due_rows(SubexpireTarget *target, StatementParams *params)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s WHERE ",
 					 target->qualified_name);
-	append_due_condition(&sql, target, params->exclude_written);
-	plan = cached_plan(&count_statement, sql.data, params);
+	subexpire_append_due_condition(&sql, target, params->exclude_written);
+	plan = subexpire_cached_plan(&count_statement, sql.data, params);
 
 	/* Not read-only: the count must see the rows this run has just expired. */
 	rc = SPI_execute_plan(plan, params->values, params->nulls, false, 1);
@@ -408,7 +119,7 @@ count_due_rows(SubexpireTarget *target, StatementParams *params)
  * LIMIT 1 would gamble on a sequential scan finding a due row early.
  */
 static bool
-any_due_rows(SubexpireTarget *target, StatementParams *params)
+any_due_rows(SubexpireTarget *target, SubexpireStatementParams *params)
 {
 	StringInfoData sql;
 	SPIPlanPtr	plan;
@@ -416,9 +127,9 @@ any_due_rows(SubexpireTarget *target, StatementParams *params)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT 1 FROM %s WHERE ", target->qualified_name);
-	append_due_condition(&sql, target, params->exclude_written);
+	subexpire_append_due_condition(&sql, target, params->exclude_written);
 	appendStringInfo(&sql, " ORDER BY %s LIMIT 1", target->expires_column);
-	plan = cached_plan(&probe_statement, sql.data, params);
+	plan = subexpire_cached_plan(&probe_statement, sql.data, params);
 
 	rc = SPI_execute_plan(plan, params->values, params->nulls, false, 1);
 	if (rc != SPI_OK_SELECT)
@@ -434,87 +145,10 @@ any_due_rows(SubexpireTarget *target, StatementParams *params)
 int64
 subexpire_count_due(SubexpireTarget *target, TimestampTz as_of)
 {
-	StatementParams params;
+	SubexpireStatementParams params;
 
-	set_params(&params, target, as_of, as_of, NULL);
+	subexpire_set_params(&params, target, as_of, as_of, NULL);
 	return count_due_rows(target, &params);
-}
-
-/*
- * Say how many rows the run updated that stayed due, if any: a trigger
- * kept their status, so they are not counted as expired, and the run did
- * not come back for them.
- */
-void
-subexpire_warn_kept_rows(const SubexpireTarget *target,
-						 const SubexpireRunWrites *writes)
-{
-	if (writes->kept > 0)
-		ereport(WARNING,
-				(errmsg_plural("%lld due subscription in %s stayed due after the run updated it",
-							   "%lld due subscriptions in %s stayed due after the run updated them",
-							   (unsigned long) writes->kept,
-							   (long long) writes->kept, target->qualified_name),
-				 errdetail("A BEFORE trigger on the table gave them another status than subexpire.expired_status; they are not counted as expired, and the run did not try them again."),
-				 errhint("Check the table's triggers; the next run tries them again.")));
-}
-
-/* One statement with its lock_timeout, for subexpire_try(). */
-typedef struct LockWaitStep
-{
-	SPIPlanPtr	plan;
-	SubexpireTarget *target;
-	StatementParams *params;
-	SubexpireRunWrites *writes;
-	int			timeout_ms;
-	uint64		expired;
-} LockWaitStep;
-
-static void
-execute_step(void *arg)
-{
-	LockWaitStep *step = arg;
-	int			guc_level = NewGUCNestLevel();
-	char		timeout[32];
-	int			rc;
-
-	snprintf(timeout, sizeof(timeout), "%d", Max(step->timeout_ms, 1));
-	(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute_plan(step->plan, step->params->values,
-						  step->params->nulls, false, 0);
-	step->expired = finish_update(rc, step->target, "expiring due rows",
-								  step->writes, step->params, NULL);
-	AtEOXact_GUC(true, guc_level);
-}
-
-/*
- * Execute plan with lock_timeout set to timeout_ms, in a subtransaction.
- * Returns false, with the statement's work undone, when it gave up waiting
- * for a row lock (lock timeout or deadlock; *deadlocked says which); true,
- * with the number of rows it expired in *expired, when it ran.  Any other
- * error propagates.
- */
-static bool
-execute_with_lock_wait(SPIPlanPtr plan, SubexpireTarget *target,
-					   StatementParams *params, SubexpireRunWrites *writes,
-					   int timeout_ms, uint64 *expired, bool *deadlocked)
-{
-	LockWaitStep step = {plan, target, params, writes, timeout_ms, 0};
-	ErrorData  *error = subexpire_try(execute_step, &step);
-
-	*deadlocked = false;
-	if (error == NULL)
-	{
-		*expired = step.expired;
-		return true;
-	}
-	if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
-		error->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
-		ReThrowError(error);
-	*deadlocked = (error->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED);
-	FreeErrorData(error);
-	return false;
 }
 
 /*
@@ -604,10 +238,10 @@ append_leaf_update_head(StringInfo sql, SubexpireTarget *target,
 {
 	if (!table->rows_move)
 	{
-		append_update_head(sql, target, table->name, true);
+		subexpire_append_update_head(sql, target, table->name, true);
 		return;
 	}
-	append_update_head(sql, target, target->qualified_name, false);
+	subexpire_append_update_head(sql, target, target->qualified_name, false);
 	appendStringInfo(sql, "tableoid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid AND ",
 					 table->relid);
 }
@@ -615,7 +249,7 @@ append_leaf_update_head(StringInfo sql, SubexpireTarget *target,
 /* Expire every due row of one table that nobody else holds locked. */
 static uint64
 expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
-					 StatementParams *params, SubexpireRunWrites *writes)
+					 SubexpireStatementParams *params, SubexpireRunWrites *writes)
 {
 	StringInfoData sql;
 	int			rc;
@@ -625,15 +259,15 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
 	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY ");
 	appendStringInfoString(&sql, table->name);
 	appendStringInfoString(&sql, " WHERE ");
-	append_due_condition(&sql, target, params->exclude_written);
+	subexpire_append_due_condition(&sql, target, params->exclude_written);
 	appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
-	append_due_condition(&sql, target, params->exclude_written);
-	append_returning(&sql, target);
+	subexpire_append_due_condition(&sql, target, params->exclude_written);
+	subexpire_append_returning(&sql, target);
 
-	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
+	rc = SPI_execute_with_args(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
-	return finish_update(rc, target, "expiring unlocked rows", writes, params,
-						 NULL);
+	return subexpire_finish_update(rc, target, "expiring unlocked rows", writes, params,
+								   NULL);
 }
 
 /*
@@ -645,7 +279,7 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
  */
 static uint64
 expire_locked_rows(SubexpireTarget *target, HeapTable *table,
-				   StatementParams *params, SubexpireRunWrites *writes,
+				   SubexpireStatementParams *params, SubexpireRunWrites *writes,
 				   TimestampTz deadline)
 {
 	StringInfoData sql;
@@ -657,8 +291,8 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", table->name);
-	append_due_condition(&sql, target, params->exclude_written);
-	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
+	subexpire_append_due_condition(&sql, target, params->exclude_written);
+	rc = SPI_execute_with_args(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "finding locked rows failed: %s",
@@ -671,9 +305,9 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 	resetStringInfo(&sql);
 	append_leaf_update_head(&sql, target, table);
 	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) $5 AND ");
-	append_due_condition(&sql, target, params->exclude_written);
-	append_returning(&sql, target);
-	one_row = SPI_prepare(sql.data, PARAM_COUNT, params->types);
+	subexpire_append_due_condition(&sql, target, params->exclude_written);
+	subexpire_append_returning(&sql, target);
+	one_row = SPI_prepare(sql.data, SUBEXPIRE_PARAM_COUNT, params->types);
 	if (one_row == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
@@ -690,16 +324,16 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 		if (wait_ms <= 0)
 			break;
 
-		params->values[4] = SPI_getbinval(candidates->vals[i],
-										  candidates->tupdesc, 1, &isnull);
-		params->nulls[4] = ' ';
-		if (execute_with_lock_wait(one_row, target, params, writes,
-								   (int) wait_ms, &processed, &deadlocked))
+		params->values[SUBEXPIRE_PARAM_CTID] = SPI_getbinval(candidates->vals[i],
+															 candidates->tupdesc, 1, &isnull);
+		params->nulls[SUBEXPIRE_PARAM_CTID] = ' ';
+		if (subexpire_execute_with_lock_wait(one_row, target, params, writes,
+											 (int) wait_ms, &processed, &deadlocked))
 			expired += processed;
 		else if (deadlocked)
 			break;
 	}
-	params->nulls[4] = 'n';
+	params->nulls[SUBEXPIRE_PARAM_CTID] = 'n';
 
 	SPI_freeplan(one_row);
 	SPI_freetuptable(candidates);
@@ -718,7 +352,7 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
  * either: its xmax is not a transaction id.
  */
 static int64
-count_skipped_rows(SubexpireTarget *target, StatementParams *params)
+count_skipped_rows(SubexpireTarget *target, SubexpireStatementParams *params)
 {
 	StringInfoData sql;
 	int64		skipped = 0;
@@ -726,8 +360,8 @@ count_skipped_rows(SubexpireTarget *target, StatementParams *params)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT xmax FROM %s WHERE ", target->qualified_name);
-	append_due_condition(&sql, target, params->exclude_written);
-	rc = SPI_execute_with_args(sql.data, PARAM_COUNT, params->types,
+	subexpire_append_due_condition(&sql, target, params->exclude_written);
+	rc = SPI_execute_with_args(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
 							   params->values, params->nulls, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "counting locked rows failed: %s",
@@ -754,7 +388,7 @@ count_skipped_rows(SubexpireTarget *target, StatementParams *params)
  * and in *skipped the due rows still locked at the end.
  */
 static uint64
-expire_around_locks(SubexpireTarget *target, StatementParams *params,
+expire_around_locks(SubexpireTarget *target, SubexpireStatementParams *params,
 					SubexpireRunWrites *writes, bool may_wait, int64 *skipped)
 {
 	List	   *tables = heap_tables(target);
@@ -800,26 +434,32 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 					 TimestampTz run_time, SubexpireRunWrites *writes)
 {
 	SubexpireRunResult result = {0, 0};
-	StatementParams params;
+	SubexpireStatementParams params;
 	StringInfoData sql;
 	SPIPlanPtr	plan;
 	uint64		processed;
 	bool		deadlocked;
 
-	set_params(&params, target, as_of, run_time, writes);
+	subexpire_set_params(&params, target, as_of, run_time, writes);
 
 	if (!any_due_rows(target, &params))
 		return result;
 
 	initStringInfo(&sql);
-	append_update_head(&sql, target, target->qualified_name, false);
-	append_due_condition(&sql, target, params.exclude_written);
-	append_returning(&sql, target);
-	plan = cached_plan(&expire_statement, sql.data, &params);
+	subexpire_append_update_head(&sql, target, target->qualified_name, false);
+	subexpire_append_due_condition(&sql, target, params.exclude_written);
+	subexpire_append_returning(&sql, target);
+	plan = subexpire_cached_plan(&expire_statement, sql.data, &params);
 
-	if (execute_with_lock_wait(plan, target, &params, writes,
-							   subexpire_lock_wait, &processed, &deadlocked))
+	if (subexpire_execute_with_lock_wait(plan, target, &params, writes,
+										 subexpire_lock_wait, &processed,
+										 &deadlocked))
 		result.expired_count = (int64) processed;
+	else if (target->distributed)
+		result.expired_count = (int64)
+			subexpire_expire_distributed_around_locks(target, &params, writes,
+													  !deadlocked,
+													  &result.skipped_locked);
 	else
 		result.expired_count = (int64) expire_around_locks(target, &params,
 														   writes, !deadlocked,
@@ -875,7 +515,9 @@ typedef struct TableDueRows
 struct SubexpireDueRows
 {
 	MemoryContext context;		/* lives as long as the run */
+	bool		chosen;			/* the kind of list is chosen, once a run */
 	List	   *tables;			/* of TableDueRows */
+	SubexpireKeyRanges *ranges; /* instead, on a distributed table */
 	int64		not_taken;		/* listed rows a batch did not expire */
 };
 
@@ -925,7 +567,7 @@ compare_tids(const void *a, const void *b)
  */
 static int64
 collect_table(SubexpireTarget *target, TableDueRows *due,
-			  StatementParams *params, int64 budget, MemoryContext context)
+			  SubexpireStatementParams *params, int64 budget, MemoryContext context)
 {
 	StringInfoData sql;
 	Portal		portal;
@@ -942,8 +584,8 @@ collect_table(SubexpireTarget *target, TableDueRows *due,
 	}
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", due->table->name);
-	append_due_condition(&sql, target, params->exclude_written);
-	portal = SPI_cursor_open_with_args(NULL, sql.data, PARAM_COUNT,
+	subexpire_append_due_condition(&sql, target, params->exclude_written);
+	portal = SPI_cursor_open_with_args(NULL, sql.data, SUBEXPIRE_PARAM_COUNT,
 									   params->types, params->values,
 									   params->nulls, true, 0);
 	for (;;)
@@ -995,13 +637,21 @@ bool
 subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 						SubexpireDueRows *rows, const SubexpireRunWrites *writes)
 {
-	StatementParams params;
+	SubexpireStatementParams params;
 	int64		budget = (int64) maintenance_work_mem * 1024 / sizeof(ItemPointerData);
 	bool		first = (rows->tables == NIL);
 	bool		any = false;
 	ListCell   *lc;
 
-	set_params(&params, target, as_of, as_of, writes);
+	subexpire_set_params(&params, target, as_of, as_of, writes);
+	if (!rows->chosen)
+	{
+		rows->chosen = true;
+		if (target->distributed)
+			rows->ranges = subexpire_key_ranges_create(rows->context);
+	}
+	if (rows->ranges != NULL)
+		return subexpire_find_key_ranges(target, &params, rows->ranges);
 	if (first)
 	{
 		MemoryContext old = MemoryContextSwitchTo(rows->context);
@@ -1066,12 +716,15 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 					   SubexpireDueRows *rows, SubexpireRunWrites *writes,
 					   bool *more)
 {
-	StatementParams params;
+	SubexpireStatementParams params;
 	int64		offered = 0;
 	int64		expired = 0;
 	ListCell   *lc;
 
-	set_params(&params, target, as_of, run_time, writes);
+	subexpire_set_params(&params, target, as_of, run_time, writes);
+	if (rows->ranges != NULL)
+		return subexpire_expire_next_range(target, &params, rows->ranges,
+										   writes, more, &rows->not_taken);
 	*more = false;
 	foreach(lc, rows->tables)
 	{
@@ -1096,10 +749,10 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 		appendStringInfo(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($6) AND ",
 						 due->table->name);
 		/* The list left out the row versions that the run wrote itself. */
-		append_due_condition(&sql, target, false);
+		subexpire_append_due_condition(&sql, target, false);
 		appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
-		append_due_condition(&sql, target, false);
-		append_returning(&sql, target);
+		subexpire_append_due_condition(&sql, target, false);
+		subexpire_append_returning(&sql, target);
 
 		/*
 		 * A generic plan, so that the ctids stay a parameter: shown the
@@ -1107,7 +760,7 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 		 * one random page read a row, and may prefer to read the whole table
 		 * instead.
 		 */
-		plan = SPI_prepare_cursor(sql.data, PARAM_COUNT, params.types,
+		plan = SPI_prepare_cursor(sql.data, SUBEXPIRE_PARAM_COUNT, params.types,
 								  CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s", sql.data,
@@ -1126,15 +779,15 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 			array = construct_array(tids, piece, TIDOID,
 									sizeof(ItemPointerData), false,
 									TYPALIGN_SHORT);
-			params.values[5] = PointerGetDatum(array);
-			params.nulls[5] = ' ';
+			params.values[SUBEXPIRE_PARAM_CTIDS] = PointerGetDatum(array);
+			params.nulls[SUBEXPIRE_PARAM_CTIDS] = ' ';
 			due->next += piece;
 			offered += piece;
 			count -= piece;
 
 			rc = SPI_execute_plan(plan, params.values, params.nulls, false, 0);
-			expired += (int64) finish_update(rc, target, "expiring a batch",
-											 writes, &params, &taken);
+			expired += (int64) subexpire_finish_update(rc, target, "expiring a batch",
+													   writes, &params, &taken);
 			rows->not_taken += piece - (int64) taken;
 			SPI_freetuptable(SPI_tuptable);
 			pfree(array);

@@ -13,6 +13,7 @@
 
 #include "datatype/timestamp.h"
 
+#include "statement.h"
 #include "target.h"
 
 /* What a run, or one of its steps, did. */
@@ -23,16 +24,9 @@ typedef struct SubexpireRunResult
 	int64		kept_active;	/* updated, but kept due by a trigger */
 } SubexpireRunResult;
 
-/* What a run has written so far (see expire.c). */
-typedef struct SubexpireRunWrites SubexpireRunWrites;
-
 /* The worker's list of due rows, in page order (see expire.c). */
 typedef struct SubexpireDueRows SubexpireDueRows;
 
-extern SubexpireRunWrites *subexpire_run_writes_create(MemoryContext context);
-extern int64 subexpire_run_writes_kept(const SubexpireRunWrites *writes);
-extern void subexpire_warn_kept_rows(const SubexpireTarget *target,
-									 const SubexpireRunWrites *writes);
 extern int64 subexpire_count_due(SubexpireTarget *target, TimestampTz as_of);
 extern SubexpireRunResult subexpire_expire_due(SubexpireTarget *target,
 											   TimestampTz as_of,

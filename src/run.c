@@ -48,6 +48,7 @@
 #include "run_xacts.h"
 #include "settings.h"
 #include "srf.h"
+#include "statement.h"
 #include "stats.h"
 #include "target.h"
 #include "walwriter.h"

@@ -39,13 +39,18 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
+#include "executor/spi.h"
 #include "nodes/makefuncs.h"
+#include "nodes/primnodes.h"
+#include "nodes/readfuncs.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/timestamp.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -486,6 +491,97 @@ check_words_differ(const SubexpireTarget *target, Oid collation)
 }
 
 /*
+ * Is the target a Citus hash-distributed table, and by which column?
+ * Citus keeps its tables in pg_dist_partition, with the distribution
+ * column as a Var in nodeToString() form; without Citus there is no such
+ * catalog, and no table is distributed.
+ */
+static void
+find_distribution(SubexpireTarget *target)
+{
+	Oid			catalog = get_relname_relid("pg_dist_partition",
+											PG_CATALOG_NAMESPACE);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	if (!OidIsValid(catalog))
+		return;
+	rel = table_open(catalog, AccessShareLock);
+	ScanKeyInit(&key, get_attnum(catalog, "logicalrelid"),
+				BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(target->relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+		Datum		method = heap_getattr(tuple, get_attnum(catalog, "partmethod"),
+										  desc, &isnull);
+		Datum		partkey = heap_getattr(tuple, get_attnum(catalog, "partkey"),
+										   desc, &isnull);
+
+		if (DatumGetChar(method) == 'h' && !isnull)
+		{
+			Node	   *column = stringToNode(TextDatumGetCString(partkey));
+
+			if (!IsA(column, Var))
+				elog(ERROR, "distribution column of %s is not a column",
+					 target->qualified_name);
+			target->distributed = true;
+			target->key_attnum = ((Var *) column)->varattno;
+			target->key_type = get_atttype(target->relid, target->key_attnum);
+			target->key_column = pstrdup(quote_identifier(get_attname(target->relid,
+																	  target->key_attnum,
+																	  false)));
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Set lock_timeout on the shards of a distributed table, for the rest of
+ * the current (sub)transaction.  Citus does not pass the coordinator's
+ * settings on to the workers; it propagates a SET LOCAL, when
+ * citus.propagate_set_commands is 'local' (subexpire_open_target() sets
+ * it), and only inside a transaction block, a procedure or a DO block:
+ * hence the DO block.
+ */
+static void
+set_remote_lock_timeout(const char *value)
+{
+	char	   *sql = psprintf("DO $subexpire$ BEGIN SET LOCAL lock_timeout = %s; END $subexpire$",
+							   quote_literal_cstr(value));
+
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "setting lock_timeout on the shards failed");
+	pfree(sql);
+}
+
+/*
+ * Bound the lock waits of the statements that follow in the current GUC
+ * nest level (or (sub)transaction) to timeout_ms: lock_timeout here, and on
+ * a distributed table also on its shards, where the rows are locked.
+ */
+void
+subexpire_set_lock_wait(SubexpireTarget *target, int timeout_ms)
+{
+	char		value[32];
+
+	snprintf(value, sizeof(value), "%d", timeout_ms);
+	(void) set_config_option("lock_timeout", value, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (target->distributed)
+	{
+		set_remote_lock_timeout(value);
+		target->remote_lock_wait = true;
+	}
+}
+
+/*
  * The schema-qualified, quoted name of a relation, to put in a statement;
  * NULL when the relation is gone.
  */
@@ -533,6 +629,8 @@ subexpire_open_target(SubexpireAccess access)
 	char		timeout[32];
 	List	   *deferrable;
 
+	target->caller_lock_timeout = pstrdup(GetConfigOption("lock_timeout",
+														  false, false));
 	target->guc_level = NewGUCNestLevel();
 	snprintf(timeout, sizeof(timeout), "%d", subexpire_lock_wait);
 	(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
@@ -541,6 +639,11 @@ subexpire_open_target(SubexpireAccess access)
 	target->relid = lookup_table(lockmode);
 	target->qualified_name = subexpire_relation_name(target->relid);
 	target->owner = subexpire_relation_owner(target->relid);
+	find_distribution(target);
+	if (target->distributed)
+		(void) set_config_option("citus.propagate_set_commands", "local",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
 
 	target->status_attnum = lookup_column(target, "subexpire.status_column",
 										  subexpire_status_column, is_status_type,
@@ -592,10 +695,12 @@ subexpire_open_target(SubexpireAccess access)
 	return target;
 }
 
-/* Give back the caller's rights and lock_timeout. */
+/* Give back the caller's rights and lock_timeout (the shards' too). */
 void
 subexpire_close_target(SubexpireTarget *target)
 {
+	if (target->remote_lock_wait)
+		set_remote_lock_timeout(target->caller_lock_timeout);
 	subexpire_act_as_caller(&target->caller);
 	AtEOXact_GUC(true, target->guc_level);
 }

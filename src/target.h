@@ -41,6 +41,13 @@ typedef struct SubexpireTarget
 	Oid			owner;			/* the statements run as this role */
 	bool		count_outcome;	/* BEFORE ROW triggers may change what is
 								 * written: count rows by their new status */
+	/* A Citus hash-distributed table (src/distributed.c): */
+	bool		distributed;
+	AttrNumber	key_attnum;		/* its distribution column */
+	char	   *key_column;		/* quoted */
+	Oid			key_type;
+	bool		remote_lock_wait;	/* the shards' lock_timeout was set */
+	char	   *caller_lock_timeout;	/* to give back to the shards */
 	/* What subexpire_close_target() restores. */
 	SubexpireSavedUser caller;
 	int			guc_level;
@@ -56,6 +63,7 @@ typedef enum SubexpireAccess
 
 extern SubexpireTarget *subexpire_open_target(SubexpireAccess access);
 extern void subexpire_close_target(SubexpireTarget *target);
+extern void subexpire_set_lock_wait(SubexpireTarget *target, int timeout_ms);
 extern char *subexpire_relation_name(Oid relid);
 extern const char *subexpire_key_columns(SubexpireTarget *target);
 extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type,

@@ -1,0 +1,447 @@
+/*-------------------------------------------------------------------------
+ *
+ * distributed.c
+ *	  The expiry statements on a Citus hash-distributed table: key ranges
+ *	  instead of ctids, halved around locked rows.
+ *
+ * On a distributed table the common path is the same plain UPDATE as on a
+ * local one, which Citus runs on every shard at once; its lock wait
+ * reaches the shards (subexpire_set_lock_wait()).  What the local paths do
+ * with ctids and SKIP LOCKED cannot be done there: a ctid is per shard,
+ * and Citus runs SKIP LOCKED only on one shard at a time.  So:
+ *
+ * - The worker's batches are key ranges: one statement lists the due rows
+ *   ordered by (expiry, distribution column), and every batch_size-th of
+ *   them ends a range.  Each batch is one plain multi-shard UPDATE of the
+ *   due rows in its range, which Citus pushes down to the shards; each row
+ *   is in one range, so a run considers it once, whatever a trigger does.
+ * - A range whose UPDATE gives up waiting for a locked row is halved, and
+ *   each half tried again, down to single rows, all within one budget of
+ *   subexpire.lock_wait for the waits (each try waits at least 1 ms): every
+ *   row that nobody holds is expired, and the rows still locked are left,
+ *   found in a number of tries that grows with the logarithm of the
+ *   range's size.
+ * - When the common path gives up (expire_subscriptions(), and the
+ *   worker's last step), the run goes through the due rows in ranges, so,
+ *   then once more through the rows left locked, and counts those still
+ *   due as skipped.  Unlike on a local table it cannot tell a row locked
+ *   by another run in progress from one an application holds: both
+ *   count.
+ *
+ * IDENTIFICATION
+ *	  src/distributed.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "distributed.h"
+#include "settings.h"
+
+/* A due row, as the end of a range: its expiry and distribution value. */
+typedef struct RangeEnd
+{
+	Datum		expires;
+	Datum		key;
+	int64		rows;			/* due rows in the range it ends, listed */
+} RangeEnd;
+
+/* A range of due rows that stayed locked: (from, to], or up to "to". */
+typedef struct LockedRange
+{
+	bool		has_from;
+	RangeEnd	from;
+	RangeEnd	to;
+} LockedRange;
+
+/* Due rows in (expiry, key) order, or the ends of ranges of them. */
+typedef struct RangeEnds
+{
+	RangeEnd   *ends;
+	int			nends;
+	int			maxends;
+} RangeEnds;
+
+struct SubexpireKeyRanges
+{
+	MemoryContext context;		/* lives as long as the run */
+	RangeEnds	list;
+	int			next;			/* the first range not yet expired */
+	bool		listed;			/* made, once a run */
+};
+
+SubexpireKeyRanges *
+subexpire_key_ranges_create(MemoryContext context)
+{
+	SubexpireKeyRanges *ranges = MemoryContextAllocZero(context,
+														sizeof(SubexpireKeyRanges));
+
+	ranges->context = context;
+	return ranges;
+}
+
+/*
+ * " AND (expiry, key) > ($8, $9) AND (expiry, key) <= ($10, $11)", without
+ * the bound that is NULL, written with the bare expiry column as well, so
+ * that the shards' index range scans serve it.
+ */
+static void
+append_range_condition(StringInfo sql, SubexpireTarget *target,
+					   const RangeEnd *from, const RangeEnd *to)
+{
+	if (from != NULL)
+		appendStringInfo(sql, " AND %s OPERATOR(pg_catalog.>=) $8 AND (%s OPERATOR(pg_catalog.>) $8 OR %s OPERATOR(pg_catalog.>) $9)",
+						 target->expires_column, target->expires_column,
+						 target->key_column);
+	if (to != NULL)
+		appendStringInfo(sql, " AND %s OPERATOR(pg_catalog.<=) $10 AND (%s OPERATOR(pg_catalog.<) $10 OR %s OPERATOR(pg_catalog.<=) $11)",
+						 target->expires_column, target->expires_column,
+						 target->key_column);
+}
+
+static void
+set_range_params(SubexpireStatementParams *params, const RangeEnd *from,
+				 const RangeEnd *to)
+{
+	params->nulls[SUBEXPIRE_PARAM_FROM_EXPIRES] = from ? ' ' : 'n';
+	params->nulls[SUBEXPIRE_PARAM_FROM_KEY] = from ? ' ' : 'n';
+	params->nulls[SUBEXPIRE_PARAM_TO_EXPIRES] = to ? ' ' : 'n';
+	params->nulls[SUBEXPIRE_PARAM_TO_KEY] = to ? ' ' : 'n';
+	params->values[SUBEXPIRE_PARAM_FROM_EXPIRES] = from ? from->expires : (Datum) 0;
+	params->values[SUBEXPIRE_PARAM_FROM_KEY] = from ? from->key : (Datum) 0;
+	params->values[SUBEXPIRE_PARAM_TO_EXPIRES] = to ? to->expires : (Datum) 0;
+	params->values[SUBEXPIRE_PARAM_TO_KEY] = to ? to->key : (Datum) 0;
+}
+
+/* A copy of a listed row (expiry, key), in the current memory context. */
+static RangeEnd
+copy_end(SubexpireTarget *target, HeapTuple row, TupleDesc desc, int64 rows)
+{
+	RangeEnd	end;
+	bool		isnull;
+	int16		len;
+	bool		byval;
+
+	get_typlenbyval(target->expires_type, &len, &byval);
+	end.expires = datumCopy(SPI_getbinval(row, desc, 1, &isnull), byval, len);
+	get_typlenbyval(target->key_type, &len, &byval);
+	end.key = datumCopy(SPI_getbinval(row, desc, 2, &isnull), byval, len);
+	end.rows = rows;
+	return end;
+}
+
+static void
+add_end(RangeEnds *list, RangeEnd end, MemoryContext context)
+{
+	if (list->nends == list->maxends)
+	{
+		list->maxends = Max(64, list->maxends * 2);
+		list->ends = list->ends == NULL
+			? MemoryContextAlloc(context, list->maxends * sizeof(RangeEnd))
+			: repalloc(list->ends, list->maxends * sizeof(RangeEnd));
+	}
+	list->ends[list->nends++] = end;
+}
+
+/*
+ * List the due rows between from and to (either NULL: no bound) in
+ * (expiry, key) order, through a cursor, keeping every rows_per_end-th
+ * and the last in "list", in "context", each with how many rows it ends.
+ */
+static void
+list_due_rows(SubexpireTarget *target, SubexpireStatementParams *params,
+			  const RangeEnd *from, const RangeEnd *to, int64 rows_per_end,
+			  RangeEnds *list, MemoryContext context)
+{
+	StringInfoData sql;
+	Portal		portal;
+	int64		since_end = 0;
+	RangeEnd	last = {0};
+	MemoryContext old;
+
+	set_range_params(params, from, to);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s, %s FROM %s WHERE ", target->expires_column,
+					 target->key_column, target->qualified_name);
+	subexpire_append_due_condition(&sql, target, false);
+	append_range_condition(&sql, target, from, to);
+	appendStringInfo(&sql, " ORDER BY %s, %s", target->expires_column,
+					 target->key_column);
+	portal = SPI_cursor_open_with_args(NULL, sql.data, SUBEXPIRE_PARAM_COUNT,
+									   params->types, params->values,
+									   params->nulls, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(context);
+		for (uint64 i = 0; i < SPI_processed; i++)
+			if (++since_end == rows_per_end)
+			{
+				add_end(list, copy_end(target, SPI_tuptable->vals[i],
+									   SPI_tuptable->tupdesc, since_end),
+						context);
+				since_end = 0;
+			}
+		if (since_end > 0)
+			last = copy_end(target, SPI_tuptable->vals[SPI_processed - 1],
+							SPI_tuptable->tupdesc, 0);
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	if (since_end > 0)
+	{
+		last.rows = since_end;
+		add_end(list, last, context);
+	}
+	pfree(sql.data);
+}
+
+/*
+ * The worker's list: key ranges of subexpire.batch_size due rows each.
+ * Made once a run, in a transaction that locks nothing; the run's later
+ * lists (src/expire.c) find it used up.
+ */
+bool
+subexpire_find_key_ranges(SubexpireTarget *target,
+						  SubexpireStatementParams *params,
+						  SubexpireKeyRanges *ranges)
+{
+	if (ranges->listed)
+		return false;
+	ranges->listed = true;
+	list_due_rows(target, params, NULL, NULL, subexpire_batch_size,
+				  &ranges->list, ranges->context);
+	return ranges->list.nends > 0;
+}
+
+/* Do two listed rows have the same expiry and key? */
+static bool
+same_end(SubexpireTarget *target, const RangeEnd *a, const RangeEnd *b)
+{
+	int16		len;
+	bool		byval;
+
+	get_typlenbyval(target->expires_type, &len, &byval);
+	if (!datumIsEqual(a->expires, b->expires, byval, len))
+		return false;
+	get_typlenbyval(target->key_type, &len, &byval);
+	return datumIsEqual(a->key, b->key, byval, len);
+}
+
+/* The rest of the lock-wait budget that ends at deadline, at least 1 ms. */
+static int
+remaining_ms(TimestampTz deadline)
+{
+	return (int) Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													 deadline), 1);
+}
+
+/*
+ * One UPDATE of the due rows between from and to, waiting for a locked
+ * row until deadline at most (and at least 1 ms).  Returns whether it ran;
+ * *expired, how many rows it expired.  When it gave up, its work is undone.
+ */
+static bool
+try_range(SubexpireTarget *target, SubexpireStatementParams *params,
+		  const RangeEnd *from, const RangeEnd *to,
+		  SubexpireRunWrites *writes, TimestampTz deadline, uint64 *expired)
+{
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+	bool		deadlocked;
+	bool		ran;
+
+	set_range_params(params, from, to);
+	initStringInfo(&sql);
+	subexpire_append_update_head(&sql, target, target->qualified_name, false);
+	subexpire_append_due_condition(&sql, target, false);
+	append_range_condition(&sql, target, from, to);
+	subexpire_append_returning(&sql, target);
+	plan = SPI_prepare_cursor(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
+							  CURSOR_OPT_CUSTOM_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
+			 SPI_result_code_string(SPI_result));
+	*expired = 0;
+	ran = subexpire_execute_with_lock_wait(plan, target, params, writes,
+										   remaining_ms(deadline), expired,
+										   &deadlocked);
+	SPI_freeplan(plan);
+	pfree(sql.data);
+	return ran;
+}
+
+/*
+ * Expire the due rows between from and to that nobody else holds locked:
+ * one UPDATE; when it gives up, the due rows there are listed, and the
+ * halves of the list tried in turn, down to single rows.  The rows that
+ * stayed locked are appended to *locked (LockedRange), in "context".
+ * Returns how many rows it expired.
+ */
+static uint64
+expire_halving(SubexpireTarget *target, SubexpireStatementParams *params,
+			   const RangeEnd *from, const RangeEnd *to,
+			   SubexpireRunWrites *writes, TimestampTz deadline,
+			   List **locked, MemoryContext context)
+{
+	RangeEnds	rows = {0};
+	MemoryContext old;
+	uint64		expired;
+	uint64		total = 0;
+	int			start;
+
+	CHECK_FOR_INTERRUPTS();
+	if (try_range(target, params, from, to, writes, deadline, &expired))
+		return expired;
+
+	list_due_rows(target, params, from, to, 1, &rows, CurrentMemoryContext);
+	if (rows.nends <= 1 ||
+		same_end(target, &rows.ends[0], &rows.ends[rows.nends - 1]))
+	{
+		/* One row (or rows tied on expiry and key), locked. */
+		if (rows.nends >= 1)
+		{
+			LockedRange *range = MemoryContextAllocZero(context,
+														sizeof(LockedRange));
+
+			range->has_from = (from != NULL);
+			if (from != NULL)
+				range->from = *from;
+			range->to = rows.ends[rows.nends - 1];
+			old = MemoryContextSwitchTo(context);
+			*locked = lappend(*locked, range);
+			MemoryContextSwitchTo(old);
+		}
+		return 0;
+	}
+	start = 0;
+	for (int half = 0; half < 2; half++)
+	{
+		int			end = (half == 0) ? rows.nends / 2 - 1 : rows.nends - 1;
+
+		total += expire_halving(target, params,
+								start == 0 ? from : &rows.ends[start - 1],
+								&rows.ends[end], writes, deadline, locked,
+								context);
+		start = end + 1;
+	}
+	return total;
+}
+
+/*
+ * One batch of the worker's run: the next range, waiting for locked rows
+ * at most subexpire.lock_wait in all, and leaving the rows still locked
+ * (the run's last step comes back for them).  *not_taken grows by the
+ * listed rows the batch did not update; *more says whether ranges are
+ * left.
+ */
+int64
+subexpire_expire_next_range(SubexpireTarget *target,
+							SubexpireStatementParams *params,
+							SubexpireKeyRanges *ranges,
+							SubexpireRunWrites *writes, bool *more,
+							int64 *not_taken)
+{
+	int			i = ranges->next++;
+	RangeEnd   *to = &ranges->list.ends[i];
+	RangeEnd   *from = (i > 0) ? &ranges->list.ends[i - 1] : NULL;
+	int64		kept_before = subexpire_run_writes_kept(writes);
+	List	   *locked = NIL;
+	uint64		expired;
+	int64		taken;
+
+	expired = expire_halving(target, params, from, to, writes,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 subexpire_lock_wait),
+							 &locked, CurrentMemoryContext);
+	taken = (int64) expired + subexpire_run_writes_kept(writes) - kept_before;
+	*not_taken += Max(0, to->rows - taken);
+	*more = (ranges->next < ranges->list.nends);
+	return (int64) expired;
+}
+
+/* How many due rows are left in a range. */
+static int64
+count_due_range(SubexpireTarget *target, SubexpireStatementParams *params,
+				const LockedRange *range)
+{
+	StringInfoData sql;
+	bool		isnull;
+	int64		count;
+	int			rc;
+
+	set_range_params(params, range->has_from ? &range->from : NULL, &range->to);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s WHERE ",
+					 target->qualified_name);
+	subexpire_append_due_condition(&sql, target, false);
+	append_range_condition(&sql, target,
+						   range->has_from ? &range->from : NULL, &range->to);
+	rc = SPI_execute_with_args(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
+							   params->values, params->nulls, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "counting locked rows failed: %s",
+			 SPI_result_code_string(rc));
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	pfree(sql.data);
+	return count;
+}
+
+/*
+ * The locked-rows path on a distributed table (see the file header): the
+ * due rows in ranges of subexpire.batch_size, halved around locked rows,
+ * all within one lock-wait budget of subexpire.lock_wait; then once more
+ * the rows left locked, waiting for them while the budget lasts when
+ * may_wait (not after a deadlock); and those still due counted in
+ * *skipped.
+ */
+uint64
+subexpire_expire_distributed_around_locks(SubexpireTarget *target,
+										  SubexpireStatementParams *params,
+										  SubexpireRunWrites *writes,
+										  bool may_wait, int64 *skipped)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   subexpire_lock_wait);
+	RangeEnds	ends = {0};
+	List	   *locked = NIL;
+	uint64		expired = 0;
+	uint64		again;
+	ListCell   *lc;
+
+	list_due_rows(target, params, NULL, NULL, subexpire_batch_size, &ends,
+				  CurrentMemoryContext);
+	for (int i = 0; i < ends.nends; i++)
+		expired += expire_halving(target, params,
+								  i > 0 ? &ends.ends[i - 1] : NULL,
+								  &ends.ends[i], writes, deadline, &locked,
+								  CurrentMemoryContext);
+
+	*skipped = 0;
+	if (!may_wait)
+		deadline = GetCurrentTimestamp();
+	foreach(lc, locked)
+	{
+		LockedRange *range = lfirst(lc);
+
+		if (try_range(target, params, range->has_from ? &range->from : NULL,
+					  &range->to, writes, deadline, &again))
+			expired += again;
+		else
+			*skipped += count_due_range(target, params, range);
+	}
+	return expired;
+}

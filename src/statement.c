@@ -1,0 +1,383 @@
+/*-------------------------------------------------------------------------
+ *
+ * statement.c
+ *	  The parts every expiry statement is made of: its parameters, its due
+ *	  condition, its UPDATE and RETURNING lists, the counting of what it
+ *	  expired, and its bounded lock wait.  The local paths (src/expire.c)
+ *	  and the distributed ones (src/distributed.c) build their statements
+ *	  from these, so that a row is due, counted and logged the same way on
+ *	  every path.
+ *
+ * IDENTIFICATION
+ *	  src/statement.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "settings.h"
+#include "statement.h"
+#include "subxact.h"
+
+
+/*
+ * What a run has written so far: the (sub)transactions in which its
+ * statements updated rows, and how many of those rows stayed due because
+ * a BEFORE trigger kept their status.  The statements that come back for
+ * due rows after the run has written some (another list of the worker,
+ * the locked-rows path's later passes, the worker's last step) leave out
+ * the row versions that those transactions wrote (their xmin), so that a
+ * run considers each due row at most once: neither a trigger that keeps
+ * or puts back the status, nor anything else, can make it come back for
+ * the same rows without end.
+ */
+struct SubexpireRunWrites
+{
+	MemoryContext context;		/* lives as long as the run */
+	int64		kept;			/* rows updated that stayed due */
+	int			nxids;
+	int			maxxids;
+	TransactionId *xids;
+};
+
+/* $7: the transactions of the run that wrote rows. */
+static void
+set_writes_param(SubexpireStatementParams *params, const SubexpireRunWrites *writes)
+{
+	int			n = writes ? writes->nxids : 0;
+	Datum	   *xids = palloc(n * sizeof(Datum));
+
+	for (int i = 0; i < n; i++)
+		xids[i] = TransactionIdGetDatum(writes->xids[i]);
+	params->values[SUBEXPIRE_PARAM_WRITTEN] = PointerGetDatum(construct_array(xids, n, XIDOID,
+																			  sizeof(TransactionId),
+																			  true, TYPALIGN_INT));
+	params->nulls[SUBEXPIRE_PARAM_WRITTEN] = ' ';
+	params->exclude_written = (n > 0);
+}
+
+SubexpireRunWrites *
+subexpire_run_writes_create(MemoryContext context)
+{
+	SubexpireRunWrites *writes = MemoryContextAllocZero(context,
+														sizeof(SubexpireRunWrites));
+
+	writes->context = context;
+	return writes;
+}
+
+int64
+subexpire_run_writes_kept(const SubexpireRunWrites *writes)
+{
+	return writes->kept;
+}
+
+/*
+ * The statement just run in the current (sub)transaction updated rows,
+ * "kept" of which stayed due: remember the transaction, whose row versions
+ * the run's later searches leave out, and refresh $7 when it is new (a
+ * batch's pieces are all one transaction).
+ */
+static void
+note_writes(SubexpireRunWrites *writes, SubexpireStatementParams *params, uint64 kept)
+{
+	TransactionId xid = GetCurrentTransactionId();
+
+	writes->kept += kept;
+	if (writes->nxids == 0 || writes->xids[writes->nxids - 1] != xid)
+	{
+		if (writes->nxids == writes->maxxids)
+		{
+			writes->maxxids = Max(16, writes->maxxids * 2);
+			if (writes->xids == NULL)
+				writes->xids = MemoryContextAlloc(writes->context,
+												  writes->maxxids * sizeof(TransactionId));
+			else
+				writes->xids = repalloc(writes->xids,
+										writes->maxxids * sizeof(TransactionId));
+		}
+		writes->xids[writes->nxids++] = xid;
+		set_writes_param(params, writes);
+	}
+}
+
+void
+subexpire_set_params(SubexpireStatementParams *params, SubexpireTarget *target,
+					 TimestampTz as_of, TimestampTz run_time,
+					 const SubexpireRunWrites *writes)
+{
+	TimestampTz bound = as_of;
+
+	if (subexpire_grace_period > 0)
+	{
+		bound = as_of - (TimestampTz) subexpire_grace_period * USECS_PER_SEC;
+		if (!IS_VALID_TIMESTAMP(bound))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("as_of minus subexpire.grace_period is out of range"),
+					 errhint("Pass a later as_of or set a shorter subexpire.grace_period.")));
+	}
+
+	params->types[0] = target->status_type;
+	params->types[1] = target->status_type;
+	params->types[2] = target->expires_type;
+	params->types[3] = OidIsValid(target->updated_type) ? target->updated_type : TIMESTAMPTZOID;
+	params->types[SUBEXPIRE_PARAM_CTID] = TIDOID;
+	params->types[SUBEXPIRE_PARAM_CTIDS] = TIDARRAYOID;
+	params->types[SUBEXPIRE_PARAM_WRITTEN] = XIDARRAYOID;
+	params->types[SUBEXPIRE_PARAM_FROM_EXPIRES] = target->expires_type;
+	params->types[SUBEXPIRE_PARAM_TO_EXPIRES] = target->expires_type;
+	/* A table that is not distributed has no key: any type will do. */
+	params->types[SUBEXPIRE_PARAM_FROM_KEY] = params->types[SUBEXPIRE_PARAM_TO_KEY] =
+		OidIsValid(target->key_type) ? target->key_type : INT4OID;
+
+	params->values[0] = target->expired_word;
+	params->values[1] = target->active_word;
+	params->values[2] = subexpire_timestamp_for_column(bound, target->expires_type,
+													   subexpire_grace_period > 0
+													   ? "as_of minus subexpire.grace_period"
+													   : "as_of",
+													   target->expires_column);
+	params->values[3] = subexpire_timestamp_for_column(run_time, params->types[3],
+													   "the run's time",
+													   target->updated_column
+													   ? target->updated_column
+													   : "(none)");
+	for (int i = SUBEXPIRE_PARAM_CTID; i < SUBEXPIRE_PARAM_COUNT; i++)
+	{
+		params->values[i] = (Datum) 0;
+		params->nulls[i] = 'n';
+	}
+	memset(params->nulls, ' ', SUBEXPIRE_PARAM_CTID);
+	set_writes_param(params, writes);
+}
+
+/*
+ * "status = $2 AND expires_at <= $3", operators pinned to pg_catalog; with
+ * exclude_written, leaving out the row versions that this run wrote ($7).
+ * The first statement of a run has written nothing, so that the common
+ * path stays one plain UPDATE.
+ *
+ * On a distributed table a row's xmin is its shard's, not comparable with
+ * the coordinator's transactions: there each row is considered once by
+ * key ranges instead (src/distributed.c).
+ */
+void
+subexpire_append_due_condition(StringInfo sql, SubexpireTarget *target,
+							   bool exclude_written)
+{
+	appendStringInfo(sql, "%s OPERATOR(pg_catalog.=) $2 AND %s OPERATOR(pg_catalog.<=) $3",
+					 target->status_column, target->expires_column);
+	if (exclude_written && !target->distributed)
+		appendStringInfoString(sql, " AND NOT (xmin OPERATOR(pg_catalog.=) ANY ($7))");
+}
+
+/*
+ * The RETURNING list of the UPDATEs: when the target counts by outcome,
+ * whether each row got the expired word; when subexpire.log_expired asks
+ * for one line per expired row, its key (the primary key's columns, or the
+ * ctid of a table that has none).  Without either, none: the rows the
+ * UPDATE processed are the rows it expired.
+ */
+void
+subexpire_append_returning(StringInfo sql, SubexpireTarget *target)
+{
+	if (target->count_outcome)
+		appendStringInfo(sql, " RETURNING %s OPERATOR(pg_catalog.=) $1%s%s",
+						 target->status_column,
+						 subexpire_log_expired ? ", " : "",
+						 subexpire_log_expired ? subexpire_key_columns(target) : "");
+	else if (subexpire_log_expired)
+		appendStringInfo(sql, " RETURNING %s", subexpire_key_columns(target));
+}
+
+/*
+ * Check the result of one of the UPDATEs, count the rows it expired, note
+ * what it wrote in "writes", and log the expired rows when
+ * subexpire.log_expired is on.  When the target counts by outcome, a row
+ * counts only when it was given the expired word; the others are counted
+ * as kept.  Returns how many it expired, and in *processed, when not NULL,
+ * how many rows it updated.
+ */
+uint64
+subexpire_finish_update(int rc, SubexpireTarget *target, const char *what,
+						SubexpireRunWrites *writes, SubexpireStatementParams *params,
+						uint64 *processed)
+{
+	int			key_from = target->count_outcome ? 2 : 1;
+	uint64		expired = 0;
+
+	if (rc != SPI_OK_UPDATE && rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
+	if (processed != NULL)
+		*processed = SPI_processed;
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		expired = SPI_processed;
+	else
+	{
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	row = SPI_tuptable->vals[i];
+			StringInfoData key;
+			bool		isnull;
+
+			if (target->count_outcome &&
+				!DatumGetBool(SPI_getbinval(row, desc, 1, &isnull)))
+				continue;		/* kept due (a NULL is not the expired word) */
+			expired++;
+			if (!subexpire_log_expired)
+				continue;
+			initStringInfo(&key);
+			for (int col = key_from; col <= desc->natts; col++)
+			{
+				char	   *value = SPI_getvalue(row, desc, col);
+
+				appendStringInfo(&key, "%s%s", col > key_from ? ", " : "",
+								 value ? value : "NULL");
+			}
+			ereport(LOG,
+					(errmsg("subexpire: expired subscription (%s)=(%s) in %s",
+							subexpire_key_columns(target), key.data,
+							target->qualified_name)));
+			pfree(key.data);
+		}
+	}
+	if (SPI_processed > 0)
+		note_writes(writes, params, SPI_processed - expired);
+	return expired;
+}
+
+/* "UPDATE rel SET status = $1, updated_at = $4 WHERE " */
+void
+subexpire_append_update_head(StringInfo sql, SubexpireTarget *target,
+							 const char *relation, bool only)
+{
+	appendStringInfo(sql, "UPDATE %s%s SET %s = $1", only ? "ONLY " : "",
+					 relation, target->status_column);
+	if (target->updated_column != NULL)
+		appendStringInfo(sql, ", %s = $4", target->updated_column);
+	appendStringInfoString(sql, " WHERE ");
+}
+
+/*
+ * The prepared plan for "sql", preparing it when it is not cached.  Plans
+ * are re-planned with the actual parameter values on each run
+ * (CURSOR_OPT_CUSTOM_PLAN): how many rows are due decides between an index
+ * range scan and a sequential scan, and a generic plan would have to guess.
+ */
+SPIPlanPtr
+subexpire_cached_plan(SubexpireCachedStatement *statement, const char *sql,
+					  const SubexpireStatementParams *params)
+{
+	SPIPlanPtr	plan;
+
+	if (statement->plan != NULL &&
+		strcmp(statement->sql, sql) == 0 &&
+		memcmp(statement->types, params->types, sizeof(params->types)) == 0)
+		return statement->plan;
+
+	plan = SPI_prepare_cursor(sql, SUBEXPIRE_PARAM_COUNT, (Oid *) params->types,
+							  CURSOR_OPT_CUSTOM_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep the plan of \"%s\"", sql);
+
+	if (statement->plan != NULL)
+	{
+		SPI_freeplan(statement->plan);
+		pfree(statement->sql);
+	}
+	statement->plan = plan;
+	statement->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	memcpy(statement->types, params->types, sizeof(params->types));
+	return plan;
+}
+
+/*
+ * Say how many rows the run updated that stayed due, if any: a trigger
+ * kept their status, so they are not counted as expired, and the run did
+ * not come back for them.
+ */
+void
+subexpire_warn_kept_rows(const SubexpireTarget *target,
+						 const SubexpireRunWrites *writes)
+{
+	if (writes->kept > 0)
+		ereport(WARNING,
+				(errmsg_plural("%lld due subscription in %s stayed due after the run updated it",
+							   "%lld due subscriptions in %s stayed due after the run updated them",
+							   (unsigned long) writes->kept,
+							   (long long) writes->kept, target->qualified_name),
+				 errdetail("A BEFORE trigger on the table gave them another status than subexpire.expired_status; they are not counted as expired, and the run did not try them again."),
+				 errhint("Check the table's triggers; the next run tries them again.")));
+}
+
+/* One statement with its lock_timeout, for subexpire_try(). */
+typedef struct LockWaitStep
+{
+	SPIPlanPtr	plan;
+	SubexpireTarget *target;
+	SubexpireStatementParams *params;
+	SubexpireRunWrites *writes;
+	int			timeout_ms;
+	uint64		expired;
+} LockWaitStep;
+
+static void
+execute_step(void *arg)
+{
+	LockWaitStep *step = arg;
+	int			guc_level = NewGUCNestLevel();
+	int			rc;
+
+	subexpire_set_lock_wait(step->target, Max(step->timeout_ms, 1));
+	rc = SPI_execute_plan(step->plan, step->params->values,
+						  step->params->nulls, false, 0);
+	step->expired = subexpire_finish_update(rc, step->target,
+											"expiring due rows",
+											step->writes, step->params,
+											NULL);
+	AtEOXact_GUC(true, guc_level);
+}
+
+/*
+ * Execute plan with lock_timeout set to timeout_ms, in a subtransaction.
+ * Returns false, with the statement's work undone, when it gave up waiting
+ * for a row lock (lock timeout or deadlock; *deadlocked says which); true,
+ * with the number of rows it expired in *expired, when it ran.  Any other
+ * error propagates.
+ */
+bool
+subexpire_execute_with_lock_wait(SPIPlanPtr plan, SubexpireTarget *target,
+								 SubexpireStatementParams *params, SubexpireRunWrites *writes,
+								 int timeout_ms, uint64 *expired, bool *deadlocked)
+{
+	LockWaitStep step = {plan, target, params, writes, timeout_ms, 0};
+	ErrorData  *error = subexpire_try(execute_step, &step);
+
+	*deadlocked = false;
+	if (error == NULL)
+	{
+		*expired = step.expired;
+		return true;
+	}
+	if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
+		error->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
+		ReThrowError(error);
+	*deadlocked = (error->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED);
+	FreeErrorData(error);
+	return false;
+}

@@ -1,0 +1,93 @@
+/*-------------------------------------------------------------------------
+ *
+ * statement.h
+ *	  The parts every expiry statement is made of: its parameters, its due
+ *	  condition, its UPDATE and RETURNING lists, the counting of what it
+ *	  expired, and its bounded lock wait.
+ *
+ * IDENTIFICATION
+ *	  src/statement.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SUBEXPIRE_STATEMENT_H
+#define SUBEXPIRE_STATEMENT_H
+
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+
+#include "target.h"
+
+/*
+ * Parameters shared by every statement: $1 the expired word, $2 the active
+ * word, $3 the bound on the expiry column, $4 the run's time for the
+ * updated-at column, $5 a row's ctid (only in the one-row UPDATE), $6 the
+ * ctids of a batch's rows (only in the worker's batches), $7 the
+ * transactions of this run that wrote rows (see SubexpireRunWrites), and
+ * on a distributed table (src/distributed.c) $8 and $9 the expiry and
+ * distribution value a key range starts after, and $10 and $11 those it
+ * ends at.
+ */
+#define SUBEXPIRE_PARAM_COUNT 11
+#define SUBEXPIRE_PARAM_CTID 4
+#define SUBEXPIRE_PARAM_CTIDS 5
+#define SUBEXPIRE_PARAM_WRITTEN 6
+#define SUBEXPIRE_PARAM_FROM_EXPIRES 7
+#define SUBEXPIRE_PARAM_FROM_KEY 8
+#define SUBEXPIRE_PARAM_TO_EXPIRES 9
+#define SUBEXPIRE_PARAM_TO_KEY 10
+
+/* What a run has written so far (see statement.c). */
+typedef struct SubexpireRunWrites SubexpireRunWrites;
+
+typedef struct SubexpireStatementParams
+{
+	Oid			types[SUBEXPIRE_PARAM_COUNT];
+	Datum		values[SUBEXPIRE_PARAM_COUNT];
+	char		nulls[SUBEXPIRE_PARAM_COUNT];
+	bool		exclude_written;	/* $7 is not empty */
+} SubexpireStatementParams;
+
+/*
+ * A statement prepared once per backend and kept until the text or the
+ * parameter types it was prepared for change, that is, until the
+ * configuration or the target's column types do.
+ */
+typedef struct SubexpireCachedStatement
+{
+	char	   *sql;
+	Oid			types[SUBEXPIRE_PARAM_COUNT];
+	SPIPlanPtr	plan;
+} SubexpireCachedStatement;
+
+extern SubexpireRunWrites *subexpire_run_writes_create(MemoryContext context);
+extern int64 subexpire_run_writes_kept(const SubexpireRunWrites *writes);
+extern void subexpire_warn_kept_rows(const SubexpireTarget *target,
+									 const SubexpireRunWrites *writes);
+extern void subexpire_set_params(SubexpireStatementParams *params,
+								 SubexpireTarget *target, TimestampTz as_of,
+								 TimestampTz run_time,
+								 const SubexpireRunWrites *writes);
+extern void subexpire_append_due_condition(StringInfo sql,
+										   SubexpireTarget *target,
+										   bool exclude_written);
+extern void subexpire_append_update_head(StringInfo sql,
+										 SubexpireTarget *target,
+										 const char *relation, bool only);
+extern void subexpire_append_returning(StringInfo sql, SubexpireTarget *target);
+extern uint64 subexpire_finish_update(int rc, SubexpireTarget *target,
+									  const char *what,
+									  SubexpireRunWrites *writes,
+									  SubexpireStatementParams *params,
+									  uint64 *processed);
+extern SPIPlanPtr subexpire_cached_plan(SubexpireCachedStatement *statement,
+										const char *sql,
+										const SubexpireStatementParams *params);
+extern bool subexpire_execute_with_lock_wait(SPIPlanPtr plan,
+											 SubexpireTarget *target,
+											 SubexpireStatementParams *params,
+											 SubexpireRunWrites *writes,
+											 int timeout_ms, uint64 *expired,
+											 bool *deadlocked);
+
+#endif							/* SUBEXPIRE_STATEMENT_H */

@@ -1,0 +1,301 @@
+# Every path on a Citus hash-distributed subscriptions table, on a
+# coordinator and two workers: the common path, the dry run, a locked row
+# (the wait bounded by subexpire.lock_wait, the row counted as skipped),
+# four manual runs at once, a renewal committed while a run waits for its
+# row, the worker's batched run (key ranges, a transaction each), a
+# SIGKILL of the coordinator's run worker in the middle of one (no
+# committed batch lost), the run records and statistics on the
+# coordinator, and subexpire_health()'s index check.
+#
+# Citus is not in Debian's archive: ../shared/citus/install.sh installs a
+# build for PostgreSQL 15 (CI runs it).  Without it, the test is skipped.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::Bin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(time);
+
+my $sharedir = `pg_config --sharedir`;
+chomp $sharedir;
+plan skip_all =>
+  "Citus is not installed (no $sharedir/extension/citus.control): the Citus tests need it; ../shared/citus/install.sh installs a build for PostgreSQL 15"
+  unless -f "$sharedir/extension/citus.control";
+
+my $due = 20000;
+
+# A coordinator and two workers, on unix sockets.
+my @nodes;
+for my $name ('coordinator', 'worker1', 'worker2')
+{
+    my $node = PostgreSQL::Test::Cluster->new($name);
+    $node->init;
+    $node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'citus,subexpire'
+max_prepared_transactions = 20
+max_connections = 100
+subexpire.enabled = off
+subexpire.lock_wait = '500ms'
+subexpire.batch_size = 1000
+subexpire.schedule = '1 second'
+# The postmaster must reinitialize after the SIGKILL below, and the
+# prepared transactions of the batch it interrupted be resolved soon.
+restart_after_crash = on
+citus.recover_2pc_interval = '1s'
+});
+    $node->start;
+    $node->safe_psql('postgres', 'CREATE EXTENSION citus');
+    push @nodes, $node;
+}
+my ($coord, @workers) = @nodes;
+$coord->safe_psql('postgres', sprintf(
+        "SELECT citus_set_coordinator_host('%s', %d)", $coord->host, $coord->port));
+$coord->safe_psql('postgres', sprintf(
+        "SELECT citus_add_node('%s', %d)", $_->host, $_->port)) for @workers;
+
+# The reference schema, distributed by user_id (a unique key of a
+# distributed table must include its distribution column).
+$coord->safe_psql('postgres', q{
+    CREATE EXTENSION subexpire;
+    CREATE TABLE public.subscriptions (
+        id         uuid NOT NULL DEFAULT gen_random_uuid(),
+        user_id    uuid NOT NULL,
+        plan       varchar(20) NOT NULL DEFAULT 'free',
+        status     varchar(20) NOT NULL DEFAULT 'inactive',
+        expires_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (user_id)
+    );
+    CREATE INDEX ix_subscriptions_status_expires_at ON subscriptions (status, expires_at);
+    SELECT create_distributed_table('subscriptions', 'user_id');
+});
+is( $coord->safe_psql('postgres',
+        "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'subscriptions'::regclass"),
+    '32', 'the table is distributed in 32 shards');
+
+# $count due rows expiring on day $k of 2000, so the rounds can be told
+# apart, and as many that are not due.
+sub add_round
+{
+    my ($k, $count) = @_;
+    $coord->safe_psql('postgres', qq{
+        INSERT INTO subscriptions (user_id, status, expires_at)
+        SELECT gen_random_uuid(), 'active',
+               '2000-01-01 00:00+00'::timestamptz + $k * interval '1 day' + g * interval '1 second'
+        FROM generate_series(1, $count) g;
+        INSERT INTO subscriptions (user_id, status, expires_at)
+        SELECT gen_random_uuid(), 'active', now() + interval '30 days'
+        FROM generate_series(1, $count);
+    });
+    return;
+}
+
+sub active_due
+{
+    return $coord->safe_psql('postgres',
+        "SELECT count(*) FROM subscriptions WHERE status = 'active' AND expires_at <= now()");
+}
+
+# Every worker run's record against the rows: a worker run sets updated_at
+# to its as_of.
+# (Citus joins a local table with a distributed one only through an
+# intermediate result, such as a CTE.)
+sub records_untrue
+{
+    return $coord->safe_psql('postgres', q{
+        WITH s AS (SELECT updated_at, count(*) AS n FROM subscriptions
+                   WHERE status = 'expired' GROUP BY updated_at)
+        SELECT count(*) FROM subexpire_runs r LEFT JOIN s ON s.updated_at = r.as_of
+        WHERE r.trigger <> 'manual' AND r.expired_count <> coalesce(s.n, 0)});
+}
+
+# Rows that run $run expired.
+sub rows_of_run
+{
+    my ($run) = @_;
+    my $as_of = $coord->safe_psql('postgres',
+        "SELECT as_of FROM subexpire_runs WHERE run_id = $run");
+    return $coord->safe_psql('postgres',
+        "SELECT count(*) FROM subscriptions WHERE status = 'expired' AND updated_at = '$as_of'");
+}
+
+# End a background session's backend (pg_sleep does not notice that its
+# client has gone) and the session.
+sub end_session
+{
+    my ($session, $name) = @_;
+    $coord->safe_psql('postgres',
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '$name'");
+    $coord->poll_query_until('postgres',
+        "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = '$name'")
+      or die "session $name did not end";
+    $session->{harness}->kill_kill;
+    $session->{harness}->finish;
+    return;
+}
+
+# A session that runs $sql from a file (IPC::Run feeds a scalar only while
+# it is pumped), in the background.
+my $tempdir = PostgreSQL::Test::Utils::tempdir;
+my $sessions = 0;
+sub start_session
+{
+    my ($sql) = @_;
+    my $file = "$tempdir/session" . ++$sessions . '.sql';
+    PostgreSQL::Test::Utils::append_to_file($file, $sql);
+    my ($out, $err) = ('', '');
+    my $h = IPC::Run::start(
+        [ 'psql', '-X', '-qAt', '-v', 'ON_ERROR_STOP=1', '-d', $coord->connstr('postgres'), '-f', $file ],
+        '>', \$out, '2>', \$err);
+    return { harness => $h, out => \$out, err => \$err };
+}
+
+# ---- the common path and the dry run ----
+
+add_round(1, $due);
+is( $coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions(dry_run => true)'),
+    $due, 'the dry run counts the due rows');
+is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
+    $due, 'expire_subscriptions() expires every due row');
+is(active_due(), '0', 'none is left due');
+
+# ---- a row held locked: the wait is bounded ----
+
+add_round(2, $due);
+my $locked = $coord->safe_psql('postgres', q{
+    SELECT user_id FROM subscriptions WHERE status = 'active' AND expires_at <= now()
+    ORDER BY expires_at OFFSET 7000 LIMIT 1});
+my $holder = start_session(qq{
+    SET application_name = 'holder';
+    BEGIN;
+    SELECT user_id FROM subscriptions WHERE user_id = '$locked' FOR UPDATE;
+    SELECT pg_sleep(60);
+});
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'holder' AND wait_event = 'PgSleep'"),
+    'another session holds a due row locked');
+my $started = time;
+my ($rc, $out, $err) = $coord->psql('postgres',
+    'SELECT expired_count FROM expire_subscriptions()');
+my $took = time - $started;
+is($out, $due - 1, 'the run expired every other due row');
+ok($took < 10, sprintf('it did not wait for the lock holder (%.1f s, the holder keeps it 60 s)', $took));
+like($err, qr/1 due subscription in public.subscriptions was left active because another transaction held it locked/,
+    'it warned about the locked row');
+is( $coord->safe_psql('postgres',
+        'SELECT skipped_locked FROM subexpire_runs ORDER BY run_id DESC LIMIT 1'),
+    '1', 'its record counts the row as skipped');
+is( $coord->safe_psql('postgres', "SELECT status FROM subscriptions WHERE user_id = '$locked'"),
+    'active', 'the locked row is left active');
+end_session($holder, 'holder');
+is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
+    '1', 'the next run expires it');
+
+# ---- four manual runs at once ----
+
+add_round(3, $due);
+my $before = $coord->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
+my @runs = map { start_session('SELECT expired_count FROM expire_subscriptions();') } 1 .. 4;
+my $sum = 0;
+for my $run (@runs)
+{
+    $run->{harness}->finish;
+    chomp ${ $run->{out} };
+    $sum += ${ $run->{out} };
+}
+is($sum, $due, 'four runs at once expired the due rows between them');
+is(active_due(), '0', 'none is left due');
+is( $coord->safe_psql('postgres',
+        "SELECT count(*) || '/' || sum(expired_count) FROM subexpire_runs WHERE run_id > $before AND status = 'succeeded'"),
+    "4/$due", 'four runs are recorded, and their counts add up');
+
+# ---- a renewal committed while a run waits for the row ----
+
+add_round(4, 100);
+my $renewed = $coord->safe_psql('postgres', q{
+    SELECT user_id FROM subscriptions WHERE status = 'active' AND expires_at <= now()
+    ORDER BY expires_at LIMIT 1});
+my $renewal = start_session(qq{
+    SET application_name = 'renewal';
+    BEGIN;
+    UPDATE subscriptions SET expires_at = now() + interval '1 year' WHERE user_id = '$renewed';
+    SELECT pg_sleep(2);
+    COMMIT;
+});
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'renewal' AND wait_event = 'PgSleep'"),
+    'a renewal holds a due row');
+my $run = start_session(q{
+    SET subexpire.lock_wait = '20s';
+    SELECT expired_count FROM expire_subscriptions();
+});
+$renewal->{harness}->finish;
+$run->{harness}->finish;
+chomp ${ $run->{out} };
+is(${ $run->{out} }, '99', 'the run waited for the renewal and expired the other rows');
+is( $coord->safe_psql('postgres',
+        "SELECT status || ' ' || (expires_at > now()) FROM subscriptions WHERE user_id = '$renewed'"),
+    'active true', 'the renewed row is not expired');
+
+# ---- the worker's batched run, and a SIGKILL in the middle of one ----
+
+add_round(5, 100000);
+$before = $coord->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
+$coord->append_conf('postgresql.conf', "subexpire.batch_size = 200\nsubexpire.enabled = on\n");
+$coord->reload;
+ok( $coord->poll_query_until('postgres', qq{
+        SELECT count(*) = 1 FROM subexpire_runs
+        WHERE run_id > $before AND status = 'running' AND expired_count > 0}),
+    'a worker run is expiring rows in batches');
+my $crashed = $coord->safe_psql('postgres', qq{
+    SELECT run_id FROM subexpire_runs WHERE run_id > $before AND status = 'running'});
+my $pid = $coord->safe_psql('postgres',
+    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'subexpire run'");
+my $log_offset = -s $coord->logfile;
+kill 'KILL', $pid or die "could not kill $pid: $!";
+$coord->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
+ok(1, 'the coordinator\'s run worker was killed in the middle of its run');
+
+ok( $coord->poll_query_until('postgres',
+        "SELECT status = 'failed' FROM subexpire_runs WHERE run_id = $crashed"),
+    'the interrupted run is marked failed when the worker comes back');
+my $count = $coord->safe_psql('postgres',
+    "SELECT expired_count FROM subexpire_runs WHERE run_id = $crashed");
+my $rows = rows_of_run($crashed);
+is($rows, $count, "the rows it expired are exactly its count ($count): no committed batch lost");
+ok($count > 0 && $count < 100000 && $count % 200 == 0,
+    'its count is whole committed batches, short of the backlog');
+ok($coord->poll_query_until('postgres', "SELECT count(*) = 0 FROM subscriptions WHERE status = 'active' AND expires_at <= now()"),
+    'the next runs expire the rest');
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) = 0 FROM subexpire_runs WHERE status = 'running'"),
+    'no run is left running');
+$coord->append_conf('postgresql.conf', "subexpire.enabled = off\n");
+$coord->reload;
+is( $coord->safe_psql('postgres', qq{
+        SELECT count(*) FROM subexpire_runs
+        WHERE run_id > $crashed AND trigger IN ('schedule', 'catch-up') AND status = 'succeeded'
+          AND longest_batch IS NOT NULL}) > 0 ? 1 : 0,
+    1, 'a worker run after it succeeded, in batches');
+
+# ---- the records, the statistics and health, on the coordinator ----
+
+is(records_untrue(), '0', 'every worker run\'s record agrees with the rows');
+is( $coord->safe_psql('postgres', q{SELECT sum(expired_count) FROM subexpire_runs}),
+    $coord->safe_psql('postgres', q{SELECT count(*) FROM subscriptions WHERE status = 'expired'}),
+    'the runs\' counts add up to the rows expired: none twice');
+is( $coord->safe_psql('postgres', 'SELECT count(*) FROM subexpire_runs WHERE status = \'running\''),
+    '0', 'no record is left running');
+ok($coord->safe_psql('postgres', 'SELECT runs_total > 0 AND due_now = 0 FROM subexpire_stats') eq 't',
+    'subexpire_stats counts the runs, and nothing is due');
+is( $coord->safe_psql('postgres', q{SELECT status FROM subexpire_health() WHERE check_name = 'index'}),
+    'ok', 'subexpire_health() finds the index on the distributed table');
+
+$_->stop for reverse @nodes;
+done_testing();
