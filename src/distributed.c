@@ -39,6 +39,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -77,6 +78,25 @@ struct SubexpireKeyRanges
 	int			next;			/* the first range not yet expired */
 	bool		listed;			/* made, once a run */
 };
+
+/*
+ * For a run of many transactions (the worker's): keep this session's
+ * connections to the workers from one transaction to the next.  Citus
+ * keeps one a worker by default, and a batch's multi-shard UPDATE opens
+ * up to citus.max_adaptive_executor_pool_size of them: opening them again
+ * for every batch more than doubled the run's time (test/bench/citus.sh).
+ * A session setting, for the run worker's session only.
+ */
+void
+subexpire_keep_worker_connections(void)
+{
+	const char *pool = GetConfigOption("citus.max_adaptive_executor_pool_size",
+									   true, false);
+
+	if (pool != NULL)
+		SetConfigOption("citus.max_cached_conns_per_worker", pool,
+						PGC_USERSET, PGC_S_SESSION);
+}
 
 SubexpireKeyRanges *
 subexpire_key_ranges_create(MemoryContext context)

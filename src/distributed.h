@@ -16,6 +16,7 @@
 /* A run's key ranges of due rows (see distributed.c). */
 typedef struct SubexpireKeyRanges SubexpireKeyRanges;
 
+extern void subexpire_keep_worker_connections(void);
 extern SubexpireKeyRanges *subexpire_key_ranges_create(MemoryContext context);
 extern bool subexpire_find_key_ranges(SubexpireTarget *target,
 									  SubexpireStatementParams *params,

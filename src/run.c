@@ -42,6 +42,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "distributed.h"
 #include "expire.h"
 #include "records.h"
 #include "run.h"
@@ -358,6 +359,8 @@ start_batched_run(Run *run)
 
 	subexpire_begin_step("subexpire: starting a run");
 	target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
+	if (target->distributed)
+		subexpire_keep_worker_connections();
 	if (subexpire_max_expired_per_run > 0)
 		check_limit(subexpire_count_due(target, run->as_of), run->as_of);
 	subexpire_close_target(target);

@@ -156,6 +156,8 @@ sub start_session
     return { harness => $h, out => \$out, err => \$err };
 }
 
+my ($rc, $out, $err);
+
 # ---- the common path and the dry run ----
 
 add_round(1, $due);
@@ -164,6 +166,23 @@ is( $coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscription
 is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
     $due, 'expire_subscriptions() expires every due row');
 is(active_due(), '0', 'none is left due');
+
+# ---- the guard and the log ----
+
+add_round(6, 10);
+($rc, $out, $err) = $coord->psql('postgres', q{
+    SET subexpire.max_expired_per_run = 5;
+    SELECT expired_count FROM expire_subscriptions();});
+like($err, qr/refusing to expire 10 subscriptions, more than subexpire.max_expired_per_run \(5\)/,
+    'subexpire.max_expired_per_run refuses a run that would expire more');
+is(active_due(), '10', 'and nothing was changed');
+my $log_offset = -s $coord->logfile;
+$coord->safe_psql('postgres', q{
+    SET subexpire.log_expired = on;
+    SELECT expired_count FROM expire_subscriptions();});
+my $lines = () = slurp_file($coord->logfile, $log_offset) =~
+  /subexpire: expired subscription \(user_id\)=\([0-9a-f-]+\) in public.subscriptions/g;
+is($lines, 10, 'subexpire.log_expired logs each expired row with its key');
 
 # ---- a row held locked: the wait is bounded ----
 
@@ -181,7 +200,7 @@ ok( $coord->poll_query_until('postgres',
         "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'holder' AND wait_event = 'PgSleep'"),
     'another session holds a due row locked');
 my $started = time;
-my ($rc, $out, $err) = $coord->psql('postgres',
+($rc, $out, $err) = $coord->psql('postgres',
     'SELECT expired_count FROM expire_subscriptions()');
 my $took = time - $started;
 is($out, $due - 1, 'the run expired every other due row');
@@ -257,7 +276,7 @@ my $crashed = $coord->safe_psql('postgres', qq{
     SELECT run_id FROM subexpire_runs WHERE run_id > $before AND status = 'running'});
 my $pid = $coord->safe_psql('postgres',
     "SELECT pid FROM pg_stat_activity WHERE backend_type = 'subexpire run'");
-my $log_offset = -s $coord->logfile;
+$log_offset = -s $coord->logfile;
 kill 'KILL', $pid or die "could not kill $pid: $!";
 $coord->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
 ok(1, 'the coordinator\'s run worker was killed in the middle of its run');
