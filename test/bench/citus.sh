@@ -4,8 +4,9 @@
 #
 # A coordinator and two workers on this machine (throwaway, unix sockets in
 # a temp directory), the reference schema distributed by user_id
-# (PRIMARY KEY (user_id)), --rows subscriptions of which --due are due, in
-# the mix of schema.sql's due fraction (the rest active and not due).
+# (PRIMARY KEY (user_id)), --rows subscriptions of which --due are due
+# (active, expiring in the 90 days before the cutoff), scattered over each
+# shard; the rest active and expiring within the year after.
 # Timed, in --pairs pairs whose order alternates (b a w, then w a b), each
 # from the same starting state (a co-located copy, INSERT ... SELECT on the
 # shards), VACUUM ANALYZE and CHECKPOINT on every node first:
@@ -111,7 +112,8 @@ SELECT gen_random_uuid(),
        CASE WHEN g <= $DUE
             THEN '$CUTOFF'::timestamptz - random() * interval '90 days'
             ELSE '$CUTOFF'::timestamptz + interval '1 day' + random() * interval '365 days' END
-FROM generate_series(1, $ROWS) g;
+FROM generate_series(1, $ROWS) g
+ORDER BY random();
 SQL
 
 reset_state() {
