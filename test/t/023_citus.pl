@@ -216,6 +216,37 @@ end_session($holder, 'holder');
 is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
     '1', 'the next run expires it');
 
+# ---- the caller's lock_timeout is given back to the shards ----
+
+# In the caller's transaction after a run, a statement on a row that
+# another session holds for 2 s waits for it under the caller's own
+# lock_timeout (5 s), not under the run's subexpire.lock_wait (500 ms).
+add_round(7, 1000);
+my $other = $coord->safe_psql('postgres', q{
+    SELECT user_id FROM subscriptions WHERE status = 'active' ORDER BY expires_at DESC LIMIT 1});
+my $briefly = start_session(qq{
+    SET application_name = 'brief_holder';
+    BEGIN;
+    SELECT user_id FROM subscriptions WHERE user_id = '$other' FOR UPDATE;
+    SELECT pg_sleep(2);
+    COMMIT;
+});
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'brief_holder' AND wait_event = 'PgSleep'"),
+    'another session holds a row for 2 s');
+($rc, $out, $err) = $coord->psql('postgres', qq{
+    SET lock_timeout = '5s';
+    BEGIN;
+    SELECT expired_count FROM expire_subscriptions();
+    UPDATE subscriptions SET plan = 'premium' WHERE user_id = '$other';
+    COMMIT;});
+like($out, qr/^1000$/m, 'a run expired the due rows in that transaction');
+is($rc, 0, 'in the same transaction, the caller\'s statement waited for the row under its own lock_timeout')
+  or diag($err);
+$briefly->{harness}->finish;
+is($coord->safe_psql('postgres', "SELECT plan FROM subscriptions WHERE user_id = '$other'"),
+    'premium', 'and changed it');
+
 # ---- four manual runs at once ----
 
 add_round(3, $due);
