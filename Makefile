@@ -11,6 +11,8 @@ OBJS = \
 	src/next_run.o \
 	src/owner.o \
 	src/records.o \
+	src/rule_check.o \
+	src/rules.o \
 	src/run.o \
 	src/run_worker.o \
 	src/run_xacts.o \
@@ -32,7 +34,7 @@ PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 DATA = $(wildcard sql/subexpire--*.sql)
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile owner
+REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile owner rules
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out

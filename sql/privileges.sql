@@ -10,7 +10,7 @@ CREATE ROLE regress_subexpire_reader;
 GRANT pg_monitor TO regress_subexpire_reader;
 
 -- EXECUTE is revoked from PUBLIC; the caller needs rights on the table.
-SELECT has_function_privilege('public', 'expire_subscriptions(timestamptz, boolean)', 'EXECUTE') AS public_may_execute;
+SELECT has_function_privilege('public', 'expire_subscriptions(timestamptz, boolean, text)', 'EXECUTE') AS public_may_execute;
 SELECT prosecdef AS security_definer FROM pg_proc WHERE proname = 'expire_subscriptions';
 
 SET ROLE regress_subexpire_app;
@@ -18,7 +18,7 @@ SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
 RESET ROLE;
 
 -- With EXECUTE but without UPDATE on the table: refused, with the grant to make.
-GRANT EXECUTE ON FUNCTION expire_subscriptions(timestamptz, boolean) TO regress_subexpire_app;
+GRANT EXECUTE ON FUNCTION expire_subscriptions(timestamptz, boolean, text) TO regress_subexpire_app;
 SET ROLE regress_subexpire_app;
 SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
 RESET ROLE;
@@ -86,6 +86,6 @@ DROP TRIGGER audit_status ON subscriptions;
 DROP FUNCTION public.audit_status();
 DROP TABLE public.audit;
 REVOKE ALL ON subscriptions FROM regress_subexpire_app;
-REVOKE ALL ON FUNCTION expire_subscriptions(timestamptz, boolean) FROM regress_subexpire_app;
+REVOKE ALL ON FUNCTION expire_subscriptions(timestamptz, boolean, text) FROM regress_subexpire_app;
 DROP ROLE regress_subexpire_app, regress_subexpire_reader;
 TRUNCATE subexpire_runs RESTART IDENTITY;

@@ -195,7 +195,7 @@ list_due_rows(SubexpireTarget *target, SubexpireStatementParams *params,
 	append_range_condition(&sql, target, from, to);
 	appendStringInfo(&sql, " ORDER BY %s, %s", target->expires_column,
 					 target->key_column);
-	portal = SPI_cursor_open_with_args(NULL, sql.data, SUBEXPIRE_PARAM_COUNT,
+	portal = SPI_cursor_open_with_args(NULL, sql.data, params->count,
 									   params->types, params->values,
 									   params->nulls, true, 0);
 	for (;;)
@@ -288,7 +288,7 @@ try_range(SubexpireTarget *target, SubexpireStatementParams *params,
 	subexpire_append_due_condition(&sql, target, false);
 	append_range_condition(&sql, target, from, to);
 	subexpire_append_returning(&sql, target);
-	plan = SPI_prepare_cursor(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
+	plan = SPI_prepare_cursor(sql.data, params->count, params->types,
 							  CURSOR_OPT_CUSTOM_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
@@ -408,7 +408,7 @@ count_due_range(SubexpireTarget *target, SubexpireStatementParams *params,
 	subexpire_append_due_condition(&sql, target, false);
 	append_range_condition(&sql, target,
 						   range->has_from ? &range->from : NULL, &range->to);
-	rc = SPI_execute_with_args(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
+	rc = SPI_execute_with_args(sql.data, params->count, params->types,
 							   params->values, params->nulls, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "counting locked rows failed: %s",

@@ -163,24 +163,39 @@ typedef struct HeapTable
 } HeapTable;
 
 /*
- * Is "column" (a name in the target) one of the partition key columns of
+ * Is column "attnum" of the target one of the partition key columns of
  * partitioned table rel?  Then a row that changes it moves to another
  * partition, which an UPDATE of the leaf itself cannot do.
  */
 static bool
-is_partition_key_column(Relation rel, const char *column)
+is_partition_key_column(SubexpireTarget *target, Relation rel,
+						AttrNumber attnum)
 {
-	AttrNumber	attnum;
 	bool		used_in_expr;
 
-	if (column == NULL)
+	if (attnum == InvalidAttrNumber)
 		return false;
-	attnum = get_attnum(RelationGetRelid(rel), column);
+	/* rel's own number of the column: a partition may order them otherwise */
+	attnum = get_attnum(RelationGetRelid(rel),
+						get_attname(target->relid, attnum, false));
 	if (attnum == InvalidAttrNumber)
 		return false;
 	return has_partition_attrs(rel,
 							   bms_make_singleton(attnum - FirstLowInvalidHeapAttributeNumber),
 							   &used_in_expr);
+}
+
+/* Does expiring a row change a partition key column of rel? */
+static bool
+expiring_moves_rows(SubexpireTarget *target, Relation rel)
+{
+	if (is_partition_key_column(target, rel, target->status_attnum) ||
+		is_partition_key_column(target, rel, target->updated_attnum))
+		return true;
+	for (int i = 0; i < target->nset; i++)
+		if (is_partition_key_column(target, rel, target->set_attnums[i]))
+			return true;
+	return false;
 }
 
 /*
@@ -194,12 +209,8 @@ heap_tables(SubexpireTarget *target)
 	List	   *all = find_all_inheritors(target->relid, RowExclusiveLock, NULL);
 	List	   *tables = NIL;
 	bool		rows_move = false;
-	char	   *status_name = get_attname(target->relid, target->status_attnum, false);
-	char	   *updated_name = NULL;
 	ListCell   *lc;
 
-	if (target->updated_column)
-		updated_name = get_attname(target->relid, target->updated_attnum, false);
 	foreach(lc, all)
 	{
 		Oid			relid = lfirst_oid(lc);
@@ -209,8 +220,7 @@ heap_tables(SubexpireTarget *target)
 		{
 			Relation	rel = table_open(relid, NoLock);
 
-			rows_move |= is_partition_key_column(rel, status_name) ||
-				is_partition_key_column(rel, updated_name);
+			rows_move |= expiring_moves_rows(target, rel);
 			table_close(rel, NoLock);
 		}
 		else if (relkind == RELKIND_RELATION)
@@ -264,7 +274,7 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
 	subexpire_append_due_condition(&sql, target, params->exclude_written);
 	subexpire_append_returning(&sql, target);
 
-	rc = SPI_execute_with_args(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
+	rc = SPI_execute_with_args(sql.data, params->count, params->types,
 							   params->values, params->nulls, false, 0);
 	return subexpire_finish_update(rc, target, "expiring unlocked rows", writes, params,
 								   NULL);
@@ -292,7 +302,7 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", table->name);
 	subexpire_append_due_condition(&sql, target, params->exclude_written);
-	rc = SPI_execute_with_args(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
+	rc = SPI_execute_with_args(sql.data, params->count, params->types,
 							   params->values, params->nulls, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "finding locked rows failed: %s",
@@ -307,7 +317,7 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) $5 AND ");
 	subexpire_append_due_condition(&sql, target, params->exclude_written);
 	subexpire_append_returning(&sql, target);
-	one_row = SPI_prepare(sql.data, SUBEXPIRE_PARAM_COUNT, params->types);
+	one_row = SPI_prepare(sql.data, params->count, params->types);
 	if (one_row == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
@@ -361,7 +371,7 @@ count_skipped_rows(SubexpireTarget *target, SubexpireStatementParams *params)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT xmax FROM %s WHERE ", target->qualified_name);
 	subexpire_append_due_condition(&sql, target, params->exclude_written);
-	rc = SPI_execute_with_args(sql.data, SUBEXPIRE_PARAM_COUNT, params->types,
+	rc = SPI_execute_with_args(sql.data, params->count, params->types,
 							   params->values, params->nulls, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "counting locked rows failed: %s",
@@ -585,7 +595,7 @@ collect_table(SubexpireTarget *target, TableDueRows *due,
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", due->table->name);
 	subexpire_append_due_condition(&sql, target, params->exclude_written);
-	portal = SPI_cursor_open_with_args(NULL, sql.data, SUBEXPIRE_PARAM_COUNT,
+	portal = SPI_cursor_open_with_args(NULL, sql.data, params->count,
 									   params->types, params->values,
 									   params->nulls, true, 0);
 	for (;;)
@@ -760,7 +770,7 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 		 * one random page read a row, and may prefer to read the whole table
 		 * instead.
 		 */
-		plan = SPI_prepare_cursor(sql.data, SUBEXPIRE_PARAM_COUNT, params.types,
+		plan = SPI_prepare_cursor(sql.data, params.count, params.types,
 								  CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s", sql.data,

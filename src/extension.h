@@ -23,8 +23,9 @@
 #define SUBEXPIRE_SQL_1_1 101	/* subexpire_runs.longest_batch,
 								 * subexpire_stats.last_run_longest_batch */
 #define SUBEXPIRE_SQL_1_2 102	/* subexpire_runs.kept_active */
-#define SUBEXPIRE_SQL_VERSION SUBEXPIRE_SQL_1_2
-#define SUBEXPIRE_SQL_VERSION_NAME "1.2"
+#define SUBEXPIRE_SQL_2_0 200	/* subexpire_rules, subexpire_run_rules */
+#define SUBEXPIRE_SQL_VERSION SUBEXPIRE_SQL_2_0
+#define SUBEXPIRE_SQL_VERSION_NAME "2.0"
 
 extern Oid	subexpire_extension_schema(char **version);
 extern int	subexpire_version_number(const char *version);

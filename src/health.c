@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "next_run.h"
+#include "rules.h"
 #include "settings.h"
 #include "srf.h"
 #include "stats.h"
@@ -98,44 +99,152 @@ has_due_row_index(Oid relid, AttrNumber status_attnum,
 	return found;
 }
 
+/* The index check of one rule: what it found, or its error. */
+typedef struct IndexCheck
+{
+	const SubexpireRule *rule;
+	bool		found;
+	char	   *table;
+	char	   *create;			/* the CREATE INDEX to suggest */
+} IndexCheck;
+
 static void
 index_step(void *arg)
 {
-	HealthRows *rows = arg;
+	IndexCheck *check = arg;
 	SubexpireTarget *target;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	target = subexpire_open_target(SUBEXPIRE_FOR_MONITOR);
-	if (has_due_row_index(target->relid, target->status_attnum,
-						  target->expires_attnum))
-		add_check(rows, "index", "ok",
-				  psprintf("an index on %s serves the due-row search",
-						   target->qualified_name));
-	else
-		add_check(rows, "index", "warning",
-				  psprintf("no index serves the due-row search, so every run scans %s; create one: CREATE INDEX ON %s (%s, %s)",
-						   target->qualified_name, target->qualified_name,
-						   target->status_column, target->expires_column));
+	target = subexpire_open_target(check->rule, SUBEXPIRE_FOR_MONITOR);
+	check->found = has_due_row_index(target->relid, target->status_attnum,
+									 target->expires_attnum);
+	check->table = target->qualified_name;
+	check->create = psprintf("CREATE INDEX ON %s (%s, %s)",
+							 target->qualified_name, target->status_column,
+							 target->expires_column);
 	subexpire_close_target(target);
 	SPI_finish();
 }
 
+static void
+load_rules_step(void *arg)
+{
+	*(List **) arg = subexpire_load_rules(NULL);
+}
+
+static char *
+error_text(const ErrorData *error)
+{
+	return psprintf("%s%s%s", error->message, error->hint ? "; " : "",
+					error->hint ? error->hint : "");
+}
+
 /*
- * The index check, on the target as the settings describe it.  A target
- * that cannot be resolved is reported, not raised.
+ * The index check, on each rule's table, and the rules check: can every
+ * enabled rule run (its table, columns and values still as it needs)?  A
+ * rule that cannot be resolved is reported, not raised.  With the one rule
+ * of the settings, one row "index" says all, as in 1.x; with rules in
+ * subexpire_rules, "index" sums them up and "rules" follows.
  */
 static void
-check_index(HealthRows *rows)
+check_rules(HealthRows *rows)
 {
-	ErrorData  *error = subexpire_try(index_step, rows);
+	List	   *rules = NIL;
+	ErrorData  *error = subexpire_try(load_rules_step, &rules);
+	StringInfoData missing;
+	StringInfoData broken;
+	int			nbroken = 0;
+	ListCell   *lc;
 
 	if (error != NULL)
+	{
 		add_check(rows, "index", "critical",
-				  psprintf("the target cannot be checked: %s%s%s",
-						   error->message,
-						   error->hint ? "; " : "",
-						   error->hint ? error->hint : ""));
+				  psprintf("the rules cannot be read: %s", error_text(error)));
+		return;
+	}
+	if (((SubexpireRule *) linitial(rules))->from_settings)
+	{
+		IndexCheck	check = {linitial(rules), false, NULL, NULL};
+
+		error = subexpire_try(index_step, &check);
+		if (error != NULL)
+			add_check(rows, "index", "critical",
+					  psprintf("the target cannot be checked: %s", error_text(error)));
+		else if (check.found)
+			add_check(rows, "index", "ok",
+					  psprintf("an index on %s serves the due-row search",
+							   check.table));
+		else
+			add_check(rows, "index", "warning",
+					  psprintf("no index serves the due-row search, so every run scans %s; create one: %s",
+							   check.table, check.create));
+		return;
+	}
+
+	initStringInfo(&missing);
+	initStringInfo(&broken);
+	foreach(lc, rules)
+	{
+		IndexCheck	check = {lfirst(lc), false, NULL, NULL};
+
+		error = subexpire_try(index_step, &check);
+		if (error != NULL)
+			appendStringInfo(&broken, "%srule \"%s\": %s",
+							 nbroken++ > 0 ? "; " : "", check.rule->name,
+							 error->message);
+		else if (!check.found)
+			appendStringInfo(&missing, "%srule \"%s\" on %s: %s",
+							 missing.len > 0 ? "; " : "", check.rule->name,
+							 check.table, check.create);
+	}
+	if (missing.len > 0)
+		add_check(rows, "index", "warning",
+				  psprintf("no index serves the due-row search of every rule, so their runs scan the table; create one: %s",
+						   missing.data));
+	else
+		add_check(rows, "index", "ok",
+				  psprintf("an index serves the due-row search of every rule that can run (%d)",
+						   list_length(rules) - nbroken));
+	if (nbroken > 0)
+		add_check(rows, "rules", "critical",
+				  psprintf("%d of %d enabled rules cannot run: %s; fix the table, or the rule in subexpire_rules",
+						   nbroken, list_length(rules), broken.data));
+	else
+		add_check(rows, "rules", "ok",
+				  psprintf("every enabled rule (%d) can run", list_length(rules)));
+}
+
+/*
+ * target_settings: with rules in subexpire_rules, the subexpire.* target
+ * settings are not used; one that was changed from its default was meant
+ * for something, and is not doing it.
+ */
+static void
+target_settings_check(HealthRows *rows)
+{
+	char	   *changed = NULL;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute("SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM pg_catalog.pg_settings "
+					 "WHERE name OPERATOR(pg_catalog.=) ANY ('{subexpire.target_table, subexpire.status_column, "
+					 "subexpire.expires_column, subexpire.updated_column, subexpire.active_status, "
+					 "subexpire.expired_status, subexpire.grace_period}') "
+					 "AND source OPERATOR(pg_catalog.<>) 'default'", true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the target settings failed: %s",
+			 SPI_result_code_string(rc));
+	changed = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (changed != NULL)
+		add_check(rows, "target_settings", "warning",
+				  psprintf("subexpire_rules defines the rules, so these settings, changed from their defaults, are not used: %s; reset them, or write the rule they describe into subexpire_rules",
+						   changed));
+	else
+		add_check(rows, "target_settings", "ok",
+				  "subexpire_rules defines the rules; the target settings are at their defaults");
+	SPI_finish();
 }
 
 /* last_run: the last run failed. */
@@ -227,6 +336,8 @@ subexpire_health(PG_FUNCTION_ARGS)
 	overdue_check(&rows, &c, now);
 	no_expiry_check(&rows, &c, now);
 	excessive_expiry_check(&rows, &c);
-	check_index(&rows);
+	check_rules(&rows);
+	if (subexpire_rules_defined())
+		target_settings_check(&rows);
 	return (Datum) 0;
 }

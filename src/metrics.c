@@ -2,8 +2,8 @@
  *
  * metrics.c
  *	  The SQL functions that read the statistics: subexpire_stats,
- *	  subexpire_metrics() (Prometheus text), the duration histogram and
- *	  subexpire_stats_reset().
+ *	  subexpire_metrics() (Prometheus text), the duration histogram,
+ *	  subexpire_rule_stats() and subexpire_stats_reset().
  *
  * Monitoring reads the other modules and nothing reads it.  A figure that
  * cannot be computed (the due count of a target that is missing, say) is
@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "expire.h"
+#include "rules.h"
 #include "scheduler.h"
 #include "srf.h"
 #include "stats.h"
@@ -43,39 +44,88 @@ has_longest_batch(const SubexpireCounters *c)
 }
 
 /*
- * The rows due now, or -1 when they cannot be counted (the target is
- * missing, say): monitoring must keep working when the job cannot.  The
- * count runs with the rights of the table's owner (see
- * subexpire_open_target()), so that a member of pg_monitor sees it without
- * reading the subscriptions themselves, and the owner's code (a domain's
- * check on the status words) runs with no more rights than the owner's.
+ * The rows due now under each rule, -1 for a rule whose rows cannot be
+ * counted (its table is missing, say): monitoring must keep working when
+ * the job cannot.  The counts run with the rights of each table's owner
+ * (see subexpire_open_target()), so that a member of pg_monitor sees them
+ * without reading the subscriptions themselves, and the owner's code (a
+ * domain's check on the status words) runs with no more rights than the
+ * owner's.
  */
+typedef struct DueNow
+{
+	List	   *rules;			/* of SubexpireRule */
+	const SubexpireRule *rule;	/* the one being counted */
+	int64		due;
+} DueNow;
+
+static void
+load_rules_step(void *arg)
+{
+	DueNow	   *due = arg;
+
+	due->rules = subexpire_load_rules(NULL);
+}
+
 static void
 count_due_step(void *arg)
 {
-	int64	   *due = arg;
+	DueNow	   *due = arg;
 	SubexpireTarget *target;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	target = subexpire_open_target(SUBEXPIRE_FOR_MONITOR);
-	*due = subexpire_count_due(target, GetCurrentTimestamp());
+	target = subexpire_open_target(due->rule, SUBEXPIRE_FOR_MONITOR);
+	due->due = subexpire_count_due(target, GetCurrentTimestamp());
 	subexpire_close_target(target);
 	SPI_finish();
 }
 
-static int64
-count_due_now(void)
+/*
+ * The rules, and what each has due now (in *dues, in the rules' order);
+ * NIL when the rules cannot be read.
+ */
+static List *
+count_due_now(int64 **dues)
 {
-	int64		due = -1;
-	ErrorData  *error = subexpire_try(count_due_step, &due);
+	DueNow		due = {NIL, NULL, 0};
+	ErrorData  *error = subexpire_try(load_rules_step, &due);
+	int			i = 0;
+	ListCell   *lc;
 
 	if (error != NULL)
 	{
 		FreeErrorData(error);
-		return -1;
+		return NIL;
 	}
-	return due;
+	*dues = palloc(Max(list_length(due.rules), 1) * sizeof(int64));
+	foreach(lc, due.rules)
+	{
+		due.rule = lfirst(lc);
+		due.due = -1;
+		error = subexpire_try(count_due_step, &due);
+		if (error != NULL)
+			FreeErrorData(error);
+		(*dues)[i++] = error ? -1 : due.due;
+	}
+	return due.rules;
+}
+
+/* The sum of the rules' due rows, or -1 when any cannot be counted. */
+static int64
+total_due(List *rules, const int64 *dues)
+{
+	int64		total = 0;
+
+	if (rules == NIL)
+		return -1;
+	for (int i = 0; i < list_length(rules); i++)
+	{
+		if (dues[i] < 0)
+			return -1;
+		total += dues[i];
+	}
+	return total;
 }
 
 /* A duration in microseconds as an interval Datum. */
@@ -126,6 +176,8 @@ stats_internal(FunctionCallInfo fcinfo, StatsApiVersion api_version)
 	int			expected_cols;
 	int			worker_pid;
 	TimestampTz next_run_at;
+	List	   *rules;
+	int64	   *dues = NULL;
 	int64		due;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -153,7 +205,8 @@ stats_internal(FunctionCallInfo fcinfo, StatsApiVersion api_version)
 	c = subexpire_stats_read();
 	memset(nulls, false, sizeof(nulls));
 	subexpire_scheduler_status(&worker_pid, &next_run_at);
-	due = count_due_now();
+	rules = count_due_now(&dues);
+	due = total_due(rules, dues);
 
 	values[0] = Int64GetDatum(c.runs_total);
 	values[1] = Int64GetDatum(c.runs_failed);
@@ -246,6 +299,92 @@ append_metric(StringInfo out, const char *name, const char *type,
 	appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/*
+ * The series of each rule, labelled rule="name", when subexpire_rules
+ * defines the rules: the statistics of every rule that ran since the
+ * reset, and what each enabled rule has due now.  (Rule names are letters,
+ * digits, '_' and '-': nothing in a label value to escape.)
+ */
+static void
+append_rule_metrics(StringInfo out, List *rules, const int64 *dues)
+{
+	SubexpireRuleCounters *counted = palloc(SUBEXPIRE_RULE_SLOTS *
+											sizeof(SubexpireRuleCounters));
+	int			n = subexpire_stats_read_rules(counted);
+	int			i = 0;
+	ListCell   *lc;
+
+	append_metric(out, "subscription_expiry_rule_expired_total", "counter",
+				  "Subscriptions expired under each rule since the statistics were reset.");
+	for (int r = 0; r < n; r++)
+		appendStringInfo(out, "subscription_expiry_rule_expired_total{rule=\"%s\"} " INT64_FORMAT "\n",
+						 counted[r].rule_name, counted[r].expired_total);
+	append_metric(out, "subscription_expiry_rule_runs_total", "counter",
+				  "Runs of each rule, by outcome.");
+	for (int r = 0; r < n; r++)
+	{
+		appendStringInfo(out, "subscription_expiry_rule_runs_total{rule=\"%s\",status=\"succeeded\"} " INT64_FORMAT "\n",
+						 counted[r].rule_name,
+						 counted[r].runs_total - counted[r].runs_failed);
+		appendStringInfo(out, "subscription_expiry_rule_runs_total{rule=\"%s\",status=\"failed\"} " INT64_FORMAT "\n",
+						 counted[r].rule_name, counted[r].runs_failed);
+	}
+	append_metric(out, "subscription_expiry_rule_last_success_timestamp_seconds", "gauge",
+				  "When the last run in which each rule succeeded started, in Unix time; 0 if none.");
+	for (int r = 0; r < n; r++)
+		appendStringInfo(out, "subscription_expiry_rule_last_success_timestamp_seconds{rule=\"%s\"} %.3f\n",
+						 counted[r].rule_name,
+						 unix_seconds(counted[r].last_success_at));
+	append_metric(out, "subscription_expiry_rule_due", "gauge",
+				  "Subscriptions due now under each enabled rule, not yet expired.");
+	foreach(lc, rules)
+	{
+		if (dues[i] >= 0)
+			appendStringInfo(out, "subscription_expiry_rule_due{rule=\"%s\"} " INT64_FORMAT "\n",
+							 ((SubexpireRule *) lfirst(lc))->name, dues[i]);
+		i++;
+	}
+}
+
+PG_FUNCTION_INFO_V1(subexpire_rule_stats);
+
+/*
+ * subexpire_rule_stats(): one row for each rule that ran since the
+ * statistics were reset.
+ */
+Datum
+subexpire_rule_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Tuplestorestate *tupstore = subexpire_result_set(fcinfo, &tupdesc);
+	SubexpireRuleCounters *counted = palloc(SUBEXPIRE_RULE_SLOTS *
+											sizeof(SubexpireRuleCounters));
+	int			n = subexpire_stats_read_rules(counted);
+
+	for (int r = 0; r < n; r++)
+	{
+		SubexpireRuleCounters *c = &counted[r];
+		Datum		values[9];
+		bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
+
+		values[0] = CStringGetTextDatum(c->rule_name);
+		values[1] = Int64GetDatum(c->runs_total);
+		values[2] = Int64GetDatum(c->runs_failed);
+		values[3] = Int64GetDatum(c->expired_total);
+		values[4] = Int64GetDatum(c->last_run_expired);
+		values[5] = TimestampTzGetDatum(c->last_run_at);
+		nulls[5] = (c->last_run_at == 0);
+		values[6] = TimestampTzGetDatum(c->last_success_at);
+		nulls[6] = (c->last_success_at == 0);
+		values[7] = TimestampTzGetDatum(c->last_failure_at);
+		nulls[7] = (c->last_failure_at == 0);
+		values[8] = CStringGetTextDatum(c->last_error);
+		nulls[8] = (c->last_error[0] == '\0');
+		tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
 PG_FUNCTION_INFO_V1(subexpire_metrics);
 
 /*
@@ -260,7 +399,9 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 	StringInfoData out;
 	int			worker_pid;
 	TimestampTz next_run_at;
-	int64		due = count_due_now();
+	int64	   *dues = NULL;
+	List	   *rules = count_due_now(&dues);
+	int64		due = total_due(rules, dues);
 	int64		cumulative = 0;
 
 	subexpire_scheduler_status(&worker_pid, &next_run_at);
@@ -326,6 +467,9 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 				  "When the background worker runs next, in Unix time; 0 if it is not scheduled.");
 	appendStringInfo(&out, "subscription_expiry_next_run_timestamp_seconds %.3f\n",
 					 unix_seconds(next_run_at));
+
+	if (subexpire_rules_defined())
+		append_rule_metrics(&out, rules, dues);
 
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
 }

@@ -35,6 +35,7 @@
 #include "subxact.h"
 
 #define RUNS_TABLE "subexpire_runs"
+#define RULE_RUNS_TABLE "subexpire_run_rules"
 
 /*
  * subexpire_runs in this database, for one statement on it: its quoted,
@@ -46,6 +47,7 @@ typedef struct RunsTable
 	Oid			relid;
 	char	   *name;
 	int			sql_version;
+	char	   *rules_name;		/* subexpire_run_rules (2.0); NULL before */
 } RunsTable;
 
 static RunsTable
@@ -71,6 +73,10 @@ find_runs_table(void)
 	runs.name = quote_qualified_identifier(get_namespace_name(schema),
 										   RUNS_TABLE);
 	runs.sql_version = subexpire_version_number(version);
+	runs.rules_name = NULL;
+	if (runs.sql_version >= SUBEXPIRE_SQL_2_0)
+		runs.rules_name = quote_qualified_identifier(get_namespace_name(schema),
+													 RULE_RUNS_TABLE);
 	return runs;
 }
 
@@ -118,14 +124,15 @@ lock_runs_table(Oid relid, LOCKMODE lockmode)
 /*
  * Execute a statement on subexpire_runs with the rights of its owner,
  * having locked the table in "lockmode", the statement's own.
- * sql_template names the table with %s.  Returns SPI's result code.
+ * sql_template names "table" (subexpire_runs or subexpire_run_rules) with
+ * %s.  Returns SPI's result code.
  */
 static int
-execute_as_owner(const RunsTable *runs, LOCKMODE lockmode,
+execute_as_owner(const RunsTable *runs, const char *table, LOCKMODE lockmode,
 				 const char *sql_template, int nargs, Oid *types,
 				 Datum *values, const char *nulls)
 {
-	char	   *sql = psprintf(sql_template, runs->name);
+	char	   *sql = psprintf(sql_template, table);
 	SubexpireSavedUser caller;
 	int			guc_level;
 	int			rc;
@@ -194,7 +201,7 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 		nulls[7] = 'n';
 	values[8] = Int64GetDatum(result->kept_active);
 
-	rc = execute_as_owner(&runs, RowExclusiveLock, with_kept
+	rc = execute_as_owner(&runs, runs.name, RowExclusiveLock, with_kept
 						  ? "INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error, kept_active) "
 						  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING run_id"
 						  : "INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error) "
@@ -250,7 +257,7 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	else
 		nulls[6] = 'n';
 
-	rc = execute_as_owner(&runs, RowExclusiveLock,
+	rc = execute_as_owner(&runs, runs.name, RowExclusiveLock,
 						  psprintf("UPDATE %%s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
 								   "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
 								   "status = COALESCE($4, status), error = $5, "
@@ -285,7 +292,7 @@ subexpire_fail_interrupted_runs(void)
 	int			rc;
 
 	runs = find_runs_table();
-	rc = execute_as_owner(&runs, RowExclusiveLock, "UPDATE %s SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
+	rc = execute_as_owner(&runs, runs.name, RowExclusiveLock, "UPDATE %s SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
 						  "error = 'interrupted: the server or the worker stopped during the run; the next run expires the rest' "
 						  "WHERE status OPERATOR(pg_catalog.=) 'running' "
 						  "AND \"trigger\" OPERATOR(pg_catalog.<>) 'manual'",
@@ -309,7 +316,7 @@ subexpire_last_scheduled_success(void)
 	Datum		value;
 
 	runs = find_runs_table();
-	rc = execute_as_owner(&runs, AccessShareLock, "SELECT pg_catalog.max(started_at) FROM %s "
+	rc = execute_as_owner(&runs, runs.name, AccessShareLock, "SELECT pg_catalog.max(started_at) FROM %s "
 						  "WHERE status OPERATOR(pg_catalog.=) 'succeeded' "
 						  "AND \"trigger\" OPERATOR(pg_catalog.<>) 'manual'",
 						  0, NULL, NULL, NULL);
@@ -338,8 +345,83 @@ subexpire_prune_runs(void)
 	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 																-(int64) subexpire_history_retention * 1000));
 	runs = find_runs_table();
-	rc = execute_as_owner(&runs, RowExclusiveLock, "DELETE FROM %s WHERE started_at OPERATOR(pg_catalog.<) $1",
+	rc = execute_as_owner(&runs, runs.name, RowExclusiveLock,
+						  "DELETE FROM %s WHERE started_at OPERATOR(pg_catalog.<) $1",
 						  1, types, values, NULL);
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "removing old runs failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Write the record of one rule of run run_id: what it did so far, and its
+ * error when it failed.  Nothing when the SQL objects are older than 2.0,
+ * which have no such records.  The caller is connected to SPI.
+ */
+void
+subexpire_record_rule_run(int64 run_id, const char *rule_name,
+						  const char *target_table,
+						  const SubexpireRunResult *result, const char *error)
+{
+	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+	INT8OID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	RunsTable	runs = find_runs_table();
+	int			rc;
+
+	if (runs.rules_name == NULL)
+		return;
+	values[0] = Int64GetDatum(run_id);
+	values[1] = CStringGetTextDatum(rule_name);
+	values[2] = CStringGetTextDatum(target_table);
+	values[3] = Int64GetDatum(result->expired_count);
+	values[4] = Int64GetDatum(result->skipped_locked);
+	values[5] = Int64GetDatum(result->kept_active);
+	values[6] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	if (error == NULL)
+		nulls[6] = 'n';
+	rc = execute_as_owner(&runs, runs.rules_name, RowExclusiveLock,
+						  "INSERT INTO %s (run_id, rule_name, target_table, expired_count, skipped_locked, kept_active, error) "
+						  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+						  7, types, values, nulls);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "recording rule \"%s\" of run %lld failed: %s",
+			 rule_name, (long long) run_id, SPI_result_code_string(rc));
+}
+
+/*
+ * Add to the record of one rule of a run, and with an error, mark it
+ * failed.  The worker calls this in the transaction of each batch, beside
+ * subexpire_update_run().  Nothing before 2.0.
+ */
+void
+subexpire_update_rule_run(int64 run_id, const char *rule_name,
+						  const SubexpireRunResult *added, const char *error)
+{
+	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	RunsTable	runs = find_runs_table();
+	int			rc;
+
+	if (runs.rules_name == NULL)
+		return;
+	values[0] = Int64GetDatum(run_id);
+	values[1] = CStringGetTextDatum(rule_name);
+	values[2] = Int64GetDatum(added->expired_count);
+	values[3] = Int64GetDatum(added->skipped_locked);
+	values[4] = Int64GetDatum(added->kept_active);
+	values[5] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	if (error == NULL)
+		nulls[5] = 'n';
+	rc = execute_as_owner(&runs, runs.rules_name, RowExclusiveLock,
+						  "UPDATE %s SET expired_count = expired_count OPERATOR(pg_catalog.+) $3, "
+						  "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $4, "
+						  "kept_active = kept_active OPERATOR(pg_catalog.+) $5, "
+						  "error = COALESCE($6, error) "
+						  "WHERE run_id OPERATOR(pg_catalog.=) $1 AND rule_name OPERATOR(pg_catalog.=) $2",
+						  6, types, values, nulls);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "updating rule \"%s\" of run %lld failed: %s",
+			 rule_name, (long long) run_id, SPI_result_code_string(rc));
 }

@@ -25,6 +25,13 @@ extern void subexpire_update_run(int64 run_id,
 								 const SubexpireRunResult *added,
 								 const char *status, const char *error,
 								 int64 longest_batch);
+extern void subexpire_record_rule_run(int64 run_id, const char *rule_name,
+									  const char *target_table,
+									  const SubexpireRunResult *result,
+									  const char *error);
+extern void subexpire_update_rule_run(int64 run_id, const char *rule_name,
+									  const SubexpireRunResult *added,
+									  const char *error);
 extern int64 subexpire_fail_interrupted_runs(void);
 extern TimestampTz subexpire_last_scheduled_success(void);
 extern void subexpire_prune_runs(void);

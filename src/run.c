@@ -45,14 +45,28 @@
 #include "distributed.h"
 #include "expire.h"
 #include "records.h"
+#include "rules.h"
 #include "run.h"
 #include "run_xacts.h"
 #include "settings.h"
 #include "srf.h"
 #include "statement.h"
 #include "stats.h"
+#include "subxact.h"
 #include "target.h"
 #include "walwriter.h"
+
+/* One rule of a run (src/rules.c), and what it did. */
+typedef struct RunRule
+{
+	SubexpireRule *rule;
+	char	   *table_name;		/* for its record: the table as opened */
+	SubexpireRunResult result;
+	SubexpireRunWrites *writes;
+	SubexpireDueRows *due_rows; /* worker: its lists of due rows */
+	char	   *error;			/* worker: why the rule failed; NULL: it did
+								 * not */
+} RunRule;
 
 /* A run, from its start to its count. */
 typedef struct Run
@@ -63,12 +77,14 @@ typedef struct Run
 	bool		in_caller_xact; /* a manual run: one transaction, the caller's */
 	int64		run_id;			/* 0 until its record is committed (worker) or
 								 * written (manual) */
+	List	   *rules;			/* of RunRule, in the order they run */
 	SubexpireRunResult total;
 	int64		committed;		/* worker: expired by committed batches */
 	int64		longest;		/* worker: the longest batch that expired
 								 * rows, in microseconds; -1: none */
-	SubexpireRunWrites *writes;
-	SubexpireDueRows *due_rows; /* worker: its lists of due rows */
+	MemoryContext context;		/* lives as long as the run */
+	RunRule    *first_failure;	/* worker: the first rule that failed */
+	int			rules_failed;
 } Run;
 
 /* ---- the worker's steps ---- */
@@ -130,6 +146,27 @@ subexpire_catch_step_error(MemoryContext context)
 
 /* ---- the life of a run ---- */
 
+/* The rules the run makes, each with its own writes and lists. */
+static void
+set_rules(Run *run, List *rules, MemoryContext context)
+{
+	MemoryContext old = MemoryContextSwitchTo(context);
+	ListCell   *lc;
+
+	foreach(lc, rules)
+	{
+		RunRule    *rr = palloc0(sizeof(RunRule));
+
+		rr->rule = lfirst(lc);
+		rr->table_name = rr->rule->target_table;
+		rr->writes = subexpire_run_writes_create(context);
+		if (!run->in_caller_xact)
+			rr->due_rows = subexpire_due_rows_create(context);
+		run->rules = lappend(run->rules, rr);
+	}
+	MemoryContextSwitchTo(old);
+}
+
 static Run *
 new_run(const char *trigger, TimestampTz as_of, TimestampTz started_at,
 		bool in_caller_xact)
@@ -141,46 +178,83 @@ new_run(const char *trigger, TimestampTz as_of, TimestampTz started_at,
 	run->started_at = started_at;
 	run->in_caller_xact = in_caller_xact;
 	run->longest = -1;
-	run->writes = subexpire_run_writes_create(CurrentMemoryContext);
-	if (!in_caller_xact)
-		run->due_rows = subexpire_due_rows_create(CurrentMemoryContext);
+	run->context = CurrentMemoryContext;
 	return run;
 }
 
-/* Refuse a run that would expire more rows than the guard allows. */
+/*
+ * Refuse a run that would expire more rows than the guard allows: the
+ * rule's own (max_expired_per_run of subexpire_rules) when "rule" is not
+ * NULL, or subexpire.max_expired_per_run, which bounds the whole run.
+ */
 static void
-check_limit(int64 count, TimestampTz as_of)
+check_limit(int64 count, TimestampTz as_of, const SubexpireRule *rule)
 {
-	if (subexpire_max_expired_per_run > 0 &&
-		count > subexpire_max_expired_per_run)
+	int64		limit = rule ? rule->max_expired_per_run : subexpire_max_expired_per_run;
+
+	if (limit > 0 && count > limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("refusing to expire %lld subscriptions, more than subexpire.max_expired_per_run (%d)",
-						(long long) count, subexpire_max_expired_per_run),
+				 rule
+				 ? errmsg("refusing to expire %lld subscriptions under rule \"%s\", more than its max_expired_per_run (%lld)",
+						  (long long) count, rule->name, (long long) limit)
+				 : errmsg("refusing to expire %lld subscriptions, more than subexpire.max_expired_per_run (%lld)",
+						  (long long) count, (long long) limit),
 				 errdetail("Nothing was changed.  %lld subscriptions are due at %s.",
 						   (long long) count, timestamptz_to_str(as_of)),
-				 errhint("Check the clock and the expiry data.  If the number is right, raise subexpire.max_expired_per_run, or set it to 0 for this run.")));
+				 rule
+				 ? errhint("Check the clock and the expiry data.  If the number is right, raise max_expired_per_run of rule \"%s\" in subexpire_rules, or set it to 0.",
+						   rule->name)
+				 : errhint("Check the clock and the expiry data.  If the number is right, raise subexpire.max_expired_per_run, or set it to 0 for this run.")));
+}
+
+/* The rows a rule has due at a cutoff, for the guards. */
+typedef struct RuleDue
+{
+	const SubexpireRule *rule;
+	TimestampTz as_of;
+	int64		due;
+} RuleDue;
+
+static void
+count_rule_due(void *arg)
+{
+	RuleDue    *count = arg;
+	SubexpireTarget *target = subexpire_open_target(count->rule,
+													SUBEXPIRE_FOR_RUN);
+
+	count->due = subexpire_count_due(target, count->as_of);
+	subexpire_close_target(target);
 }
 
 /*
- * Expire the due rows that are left, in the current transaction: all of
- * them in a manual run; in the worker's last step, those its batches could
- * not take, unless they took them all ("skip": why, see TableDueRows in
- * src/expire.c).  Returns what this step did.
+ * Expire the due rows of one rule that are left, in the current
+ * transaction: all of them in a manual run; in the worker's last step of
+ * the rule, those its batches could not take, unless they took them all
+ * ("skip": why, see TableDueRows in src/expire.c).  Returns what this step
+ * did.
  */
 static SubexpireRunResult
-expire_rest(Run *run, SubexpireTarget *target, bool skip)
+expire_rest(Run *run, RunRule *rr, SubexpireTarget *target, bool skip)
 {
 	SubexpireRunResult added = {0, 0, 0};
-	int64		kept_before = subexpire_run_writes_kept(run->writes);
+	int64		kept_before = subexpire_run_writes_kept(rr->writes);
 
 	subexpire_register_run_xact();
 	if (!skip)
 		added = subexpire_expire_due(target, run->as_of, run->started_at,
-									 run->writes);
-	added.kept_active = subexpire_run_writes_kept(run->writes) - kept_before;
-	subexpire_warn_kept_rows(target, run->writes);
+									 rr->writes);
+	added.kept_active = subexpire_run_writes_kept(rr->writes) - kept_before;
+	subexpire_warn_kept_rows(target, rr->writes);
 	return added;
+}
+
+static void
+add_result(SubexpireRunResult *to, const SubexpireRunResult *added)
+{
+	to->expired_count += added->expired_count;
+	to->skipped_locked += added->skipped_locked;
+	to->kept_active += added->kept_active;
 }
 
 /*
@@ -195,11 +269,14 @@ announce_run(const Run *run, TimestampTz finished_at)
 	const SubexpireRunResult *result = &run->total;
 
 	ereport(LOG,
-			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s%s",
+			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s%s%s",
 					run->trigger, (long long) run->run_id,
 					(long long) result->expired_count,
 					timestamptz_to_str(run->as_of),
 					(double) (finished_at - run->started_at) / USECS_PER_SEC,
+					list_length(run->rules) > 1
+					? psprintf(" under %d rules", list_length(run->rules))
+					: "",
 					result->skipped_locked > 0
 					? psprintf(", and left %lld locked by other transactions for the next run",
 							   (long long) result->skipped_locked)
@@ -221,55 +298,102 @@ announce_run(const Run *run, TimestampTz finished_at)
 	}
 }
 
+/* The error a worker run failed with, when one of its rules failed. */
+static char *
+run_failure_message(const Run *run)
+{
+	if (run->first_failure == NULL)
+		return NULL;
+	if (list_length(run->rules) == 1)
+		return run->first_failure->error;
+	return psprintf("rule \"%s\" failed: %s",
+					run->first_failure->rule->name, run->first_failure->error);
+}
 
 /*
  * The run has expired its rows; in its last transaction, before the
- * commit: add its last step, "last", to its totals, write or close its
- * record, prune old records and announce it.  Returns when it finished.
+ * commit: write or close its record, prune old records and announce it.
+ * A manual run writes its rules' records here; the worker's were written
+ * as its rules went.  Returns when it finished.
  */
 static TimestampTz
-finish_run(Run *run, const SubexpireRunResult *last)
+finish_run(Run *run)
 {
 	TimestampTz finished_at;
-
-	run->total.expired_count += last->expired_count;
-	run->total.skipped_locked = last->skipped_locked;
-	run->total.kept_active = subexpire_run_writes_kept(run->writes);
+	SubexpireRunResult none = {0, 0, 0};
+	char	   *failure = run_failure_message(run);
+	ListCell   *lc;
 
 	/*
 	 * Rows that became due while a manual run went on count too; a worker's
 	 * committed batches cannot be taken back.
 	 */
 	if (run->in_caller_xact)
-		check_limit(run->total.expired_count, run->as_of);
+		check_limit(run->total.expired_count, run->as_of, NULL);
 
 	finished_at = GetCurrentTimestamp();
 	if (run->run_id == 0)
+	{
 		run->run_id = subexpire_record_run(run->trigger, run->as_of,
 										   run->started_at, finished_at,
 										   "succeeded", &run->total, NULL);
+		foreach(lc, run->rules)
+		{
+			RunRule    *rr = lfirst(lc);
+
+			subexpire_record_rule_run(run->run_id, rr->rule->name,
+									  rr->table_name, &rr->result, NULL);
+		}
+	}
 	else
-		subexpire_update_run(run->run_id, last, "succeeded", NULL,
+		subexpire_update_run(run->run_id, &none,
+							 failure ? "failed" : "succeeded", failure,
 							 run->longest);
 	subexpire_prune_runs();
 	announce_run(run, finished_at);
 	return finished_at;
 }
 
+/* Each rule's count and failure, for the statistics. */
+static SubexpireRuleCount *
+rule_counts(const Run *run, bool failed)
+{
+	SubexpireRuleCount *counts = palloc0(Max(list_length(run->rules), 1) *
+										 sizeof(SubexpireRuleCount));
+	int			i = 0;
+	ListCell   *lc;
+
+	foreach(lc, run->rules)
+	{
+		RunRule    *rr = lfirst(lc);
+
+		strlcpy(counts[i].rule_name, rr->rule->name, sizeof(counts[i].rule_name));
+		counts[i].expired = failed && run->in_caller_xact ? 0 : rr->result.expired_count;
+		counts[i].error = failed && run->in_caller_xact ? "the run failed" : rr->error;
+		i++;
+	}
+	return counts;
+}
+
 /*
- * Count a run that succeeded: a manual run when its caller's transaction
- * ends, the worker's now that its last transaction has committed.
+ * Count a run that ended, in the statistics: a manual run that succeeded
+ * when its caller's transaction ends, the worker's now that its last
+ * transaction has committed.
  */
 static void
-count_success(const Run *run, TimestampTz finished_at)
+count_run(const Run *run, TimestampTz finished_at)
 {
+	SubexpireRuleCount *counts = rule_counts(run, false);
+
 	if (run->in_caller_xact)
 		subexpire_stats_count_at_commit(run->started_at, finished_at,
-										run->total.expired_count);
+										run->total.expired_count,
+										counts, list_length(run->rules));
 	else
 		subexpire_stats_count_run(run->started_at, finished_at,
-								  run->total.expired_count, NULL,
-								  run->longest);
+								  run->total.expired_count,
+								  run_failure_message(run), run->longest,
+								  counts, list_length(run->rules));
 }
 
 /*
@@ -320,10 +444,13 @@ record_failed_run(const Run *run, const char *message)
 static void
 fail_run(const Run *run, const ErrorData *edata)
 {
+	SubexpireRuleCount *counts = rule_counts(run, true);
+
 	if (run->in_caller_xact)
 	{
 		subexpire_stats_count_run(run->started_at, GetCurrentTimestamp(), 0,
-								  edata->message, -1);
+								  edata->message, -1, counts,
+								  list_length(run->rules));
 		return;
 	}
 	ereport(LOG,
@@ -332,7 +459,8 @@ fail_run(const Run *run, const ErrorData *edata)
 			 edata->hint ? errhint("%s", edata->hint) : 0));
 	record_failed_run(run, edata->message);
 	subexpire_stats_count_run(run->started_at, GetCurrentTimestamp(),
-							  run->committed, edata->message, run->longest);
+							  run->committed, edata->message, run->longest,
+							  counts, list_length(run->rules));
 }
 
 /*
@@ -349,35 +477,62 @@ subexpire_run_not_started(const char *trigger, const ErrorData *edata)
 
 /* ---- the worker's run, in batches ---- */
 
-/* The run's first transaction: the guard, and its record as running. */
+/*
+ * The run's first transaction: the rules to run, the guard on the whole
+ * run, and its record as running, with a record for each rule.  A rule
+ * that cannot be counted here (its table gone, say) fails when its turn
+ * comes, on its own.
+ */
 static void
 start_batched_run(Run *run)
 {
 	SubexpireRunResult none = {0, 0, 0};
-	SubexpireTarget *target;
-	int64		run_id;
+	int64		due = 0;
+	ListCell   *lc;
 
 	subexpire_begin_step("subexpire: starting a run");
-	target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
-	if (target->distributed)
-		subexpire_keep_worker_connections();
+	{
+		MemoryContext old = MemoryContextSwitchTo(run->context);
+
+		set_rules(run, subexpire_load_rules(NULL), run->context);
+		MemoryContextSwitchTo(old);
+	}
 	if (subexpire_max_expired_per_run > 0)
-		check_limit(subexpire_count_due(target, run->as_of), run->as_of);
-	subexpire_close_target(target);
-	run_id = subexpire_record_run(run->trigger, run->as_of, run->started_at,
-								  0, "running", &none, NULL);
+	{
+		foreach(lc, run->rules)
+		{
+			RuleDue		count = {((RunRule *) lfirst(lc))->rule, run->as_of, 0};
+			ErrorData  *error = subexpire_try(count_rule_due, &count);
+
+			/* A rule that cannot be counted fails on its own, in its turn. */
+			if (error == NULL)
+				due += count.due;
+			else
+				FreeErrorData(error);
+		}
+		check_limit(due, run->as_of, NULL);
+	}
+	run->run_id = subexpire_record_run(run->trigger, run->as_of,
+									   run->started_at, 0, "running", &none,
+									   NULL);
+	foreach(lc, run->rules)
+	{
+		RunRule    *rr = lfirst(lc);
+
+		subexpire_record_rule_run(run->run_id, rr->rule->name,
+								  rr->table_name, &none, NULL);
+	}
 	subexpire_end_step();
-	run->run_id = run_id;
 }
 
 /*
- * One batch, in a transaction of its own, with the record brought up to
- * date in the same transaction.  It is timed from its start to its commit:
- * how long it held rows locked.  Returns how many rows it expired; *more
- * says whether the list has rows left.
+ * One batch of a rule, in a transaction of its own, with the run's record
+ * and the rule's brought up to date in the same transaction.  It is timed
+ * from its start to its commit: how long it held rows locked.  Returns how
+ * many rows it expired; *more says whether the list has rows left.
  */
 static int64
-expire_one_batch(Run *run, bool *more)
+expire_one_batch(Run *run, RunRule *rr, bool *more)
 {
 	SubexpireRunResult added = {0, 0, 0};
 	TimestampTz step_started_at = GetCurrentTimestamp();
@@ -385,51 +540,69 @@ expire_one_batch(Run *run, bool *more)
 	int64		kept_before;
 
 	subexpire_begin_step("subexpire: expiring a batch");
-	target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
+	target = subexpire_open_target(rr->rule, SUBEXPIRE_FOR_RUN);
 	subexpire_register_run_xact();
-	kept_before = subexpire_run_writes_kept(run->writes);
+	kept_before = subexpire_run_writes_kept(rr->writes);
 	subexpire_start_waking_wal_writer();
 	added.expired_count = subexpire_expire_batch(target, run->as_of,
 												 run->started_at,
 												 subexpire_batch_size,
-												 run->due_rows, run->writes,
+												 rr->due_rows, rr->writes,
 												 more);
 	subexpire_stop_waking_wal_writer();
 	subexpire_close_target(target);
-	added.kept_active = subexpire_run_writes_kept(run->writes) - kept_before;
+	added.kept_active = subexpire_run_writes_kept(rr->writes) - kept_before;
 
 	/* The record gets the longest of the batches committed so far. */
 	if (added.expired_count > 0 || added.kept_active > 0)
+	{
 		subexpire_update_run(run->run_id, &added, NULL, NULL, run->longest);
+		subexpire_update_rule_run(run->run_id, rr->rule->name, &added, NULL);
+	}
 	subexpire_end_step();
 
 	if (added.expired_count > 0)
 		run->longest = Max(run->longest,
 						   GetCurrentTimestamp() - step_started_at);
-	run->total.expired_count += added.expired_count;
+	add_result(&rr->result, &added);
+	add_result(&run->total, &added);
 	run->committed = run->total.expired_count;
 	return added.expired_count;
 }
 
 /*
- * A list of the due rows, in a transaction that locks none, then batches
- * from it; another list when this one could not hold them all, unless its
- * batches expired nothing (every row locked, or kept due by a trigger).
+ * A list of a rule's due rows, in a transaction that locks none, then
+ * batches from it; another list when this one could not hold them all,
+ * unless its batches expired nothing (every row locked, or kept due by a
+ * trigger).  The rule's own guard is checked in its first list's
+ * transaction, before any of its rows is expired.
  */
 static void
-expire_listed_rows(Run *run)
+expire_listed_rows(Run *run, RunRule *rr)
 {
 	SubexpireTarget *target;
 	int64		round_expired;
+	bool		first = true;
 	bool		more;
 
 	do
 	{
 		CHECK_FOR_INTERRUPTS();
 		subexpire_begin_step("subexpire: finding due rows");
-		target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
-		more = subexpire_find_due_rows(target, run->as_of, run->due_rows,
-									   run->writes);
+		target = subexpire_open_target(rr->rule, SUBEXPIRE_FOR_RUN);
+		if (first)
+		{
+			rr->table_name = MemoryContextStrdup(run->context,
+												 target->qualified_name);
+			if (target->distributed)
+				subexpire_keep_worker_connections();
+			if (rr->rule->max_expired_per_run > 0)
+				check_limit(subexpire_count_due(target, run->as_of),
+							run->as_of, rr->rule);
+			first = false;
+		}
+		more = subexpire_find_due_rows(target, run->as_of, rr->due_rows,
+									   rr->writes);
 		subexpire_close_target(target);
 		subexpire_end_step();
 
@@ -437,48 +610,79 @@ expire_listed_rows(Run *run)
 		while (more)
 		{
 			CHECK_FOR_INTERRUPTS();
-			round_expired += expire_one_batch(run, &more);
+			round_expired += expire_one_batch(run, rr, &more);
 		}
 	} while (round_expired > 0);
 }
 
 /*
- * The run's last transaction: it comes back for the listed rows the
- * batches could not take, and closes the record.
+ * A rule's last transaction: it comes back for the listed rows the
+ * batches could not take, and brings the records up to date.
  */
 static void
-finish_batched_run(Run *run)
+finish_batched_rule(Run *run, RunRule *rr)
 {
 	TimestampTz step_started_at = GetCurrentTimestamp();
 	SubexpireTarget *target;
 	SubexpireRunResult added;
-	TimestampTz finished_at;
 
-	subexpire_begin_step("subexpire: finishing the run");
-	target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
-	added = expire_rest(run, target,
-						subexpire_due_rows_all_taken(run->due_rows));
+	subexpire_begin_step("subexpire: finishing a rule");
+	target = subexpire_open_target(rr->rule, SUBEXPIRE_FOR_RUN);
+	added = expire_rest(run, rr, target,
+						subexpire_due_rows_all_taken(rr->due_rows));
 	subexpire_close_target(target);
 
 	/*
 	 * This transaction writes its own duration, so it can only count it up to
-	 * here: what follows (retention, the log line, the commit) is left out.
-	 * Good enough: it is short, and the record and the statistics say the
-	 * same.
+	 * here: what follows (the records, the commit) is left out.  Good enough:
+	 * it is short, and the record and the statistics say the same.
 	 */
 	if (added.expired_count > 0)
 		run->longest = Max(run->longest,
 						   GetCurrentTimestamp() - step_started_at);
-	finished_at = finish_run(run, &added);
+	subexpire_update_run(run->run_id, &added, NULL, NULL, run->longest);
+	subexpire_update_rule_run(run->run_id, rr->rule->name, &added, NULL);
 	subexpire_end_step();
-	count_success(run, finished_at);
+	add_result(&rr->result, &added);
+	add_result(&run->total, &added);
+	run->committed = run->total.expired_count;
 }
 
 /*
- * The worker's run, in batches.  Returns NULL when it succeeded, or the
- * error that ended it, once the run has been logged, recorded and counted
- * as failed.  Every lock wait is bounded by lock_timeout, which the run
- * worker sets to subexpire.lock_wait.
+ * A rule of the worker's run failed, after its transaction was aborted:
+ * said in the log, with the rule's name, and written in its record, in a
+ * transaction of its own.  The run goes on with the next rule; its record
+ * says failed at the end.
+ */
+static void
+fail_batched_rule(Run *run, RunRule *rr, ErrorData *edata)
+{
+	SubexpireRunResult none = {0, 0, 0};
+
+	rr->error = MemoryContextStrdup(run->context, edata->message);
+	if (run->first_failure == NULL)
+		run->first_failure = rr;
+	run->rules_failed++;
+	/* A run of one rule says it as the run's failure (fail_run()). */
+	if (list_length(run->rules) > 1)
+		ereport(LOG,
+				(errmsg("subexpire: rule \"%s\" of %s run %lld failed: %s",
+						rr->rule->name, run->trigger, (long long) run->run_id,
+						edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 edata->hint ? errhint("%s", edata->hint) : 0));
+	subexpire_begin_step("subexpire: recording a failed rule");
+	subexpire_update_rule_run(run->run_id, rr->rule->name, &none, rr->error);
+	subexpire_end_step();
+}
+
+/*
+ * The worker's run, in batches, one rule after another: each commits its
+ * own batches, and a rule that fails leaves the others to run.  Returns
+ * NULL when every rule succeeded, or the first error that ended a rule or
+ * the run, once the run has been logged, recorded and counted.  Every lock
+ * wait is bounded by lock_timeout, which the run worker sets to
+ * subexpire.lock_wait.
  */
 ErrorData *
 subexpire_run_in_batches(const char *trigger)
@@ -490,9 +694,41 @@ subexpire_run_in_batches(const char *trigger)
 
 	PG_TRY();
 	{
+		ListCell   *lc;
+
 		start_batched_run(run);
-		expire_listed_rows(run);
-		finish_batched_run(run);
+		foreach(lc, run->rules)
+		{
+			RunRule    *rr = lfirst(lc);
+
+			PG_TRY();
+			{
+				expire_listed_rows(run, rr);
+				finish_batched_rule(run, rr);
+			}
+			PG_CATCH();
+			{
+				ErrorData  *rule_error;
+
+				subexpire_stop_waking_wal_writer();
+				rule_error = subexpire_catch_step_error(run_context);
+				fail_batched_rule(run, rr, rule_error);
+				if (error == NULL)
+					error = rule_error;
+			}
+			PG_END_TRY();
+		}
+		if (run->rules_failed == list_length(run->rules) && error != NULL)
+		{
+			/* Nothing succeeded: the run failed, as a run of 1.x did. */
+			fail_run(run, error);
+		}
+		else
+		{
+			subexpire_begin_step("subexpire: finishing the run");
+			count_run(run, finish_run(run));
+			subexpire_end_step();
+		}
 	}
 	PG_CATCH();
 	{
@@ -507,24 +743,51 @@ subexpire_run_in_batches(const char *trigger)
 /* ---- expire_subscriptions() ---- */
 
 /*
- * The run of expire_subscriptions(), in the caller's transaction, on the
- * target its caller has opened.  Returns how many rows it expired.
+ * The run of expire_subscriptions(), in the caller's transaction: its
+ * rules one after another, so that a row one rule moves is seen by the
+ * rules after it.  Every lock wait of the run, its record's included, is
+ * bounded by subexpire.lock_wait.  Returns how many rows it expired.
  */
 static int64
-run_in_caller_xact(SubexpireTarget *target, TimestampTz as_of,
-				   TimestampTz started_at)
+run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 {
 	MemoryContext run_context = CurrentMemoryContext;
 	Run		   *run = new_run("manual", as_of, started_at, true);
+	int			guc_level = subexpire_bound_lock_waits();
 
+	set_rules(run, rules, run_context);
 	PG_TRY();
 	{
-		SubexpireRunResult result;
+		int64		due = 0;
+		ListCell   *lc;
 
-		if (subexpire_max_expired_per_run > 0)
-			check_limit(subexpire_count_due(target, as_of), as_of);
-		result = expire_rest(run, target, false);
-		count_success(run, finish_run(run, &result));
+		foreach(lc, run->rules)
+		{
+			RunRule    *rr = lfirst(lc);
+			RuleDue		count = {rr->rule, as_of, 0};
+
+			if (rr->rule->max_expired_per_run > 0 ||
+				subexpire_max_expired_per_run > 0)
+			{
+				count_rule_due(&count);
+				check_limit(count.due, as_of, rr->rule);
+				due += count.due;
+			}
+		}
+		check_limit(due, as_of, NULL);
+
+		foreach(lc, run->rules)
+		{
+			RunRule    *rr = lfirst(lc);
+			SubexpireTarget *target = subexpire_open_target(rr->rule,
+															SUBEXPIRE_FOR_RUN);
+
+			rr->table_name = target->qualified_name;
+			rr->result = expire_rest(run, rr, target, false);
+			subexpire_close_target(target);
+			add_result(&run->total, &rr->result);
+		}
+		count_run(run, finish_run(run));
 	}
 	PG_CATCH();
 	{
@@ -536,6 +799,7 @@ run_in_caller_xact(SubexpireTarget *target, TimestampTz as_of,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(true, guc_level);
 	return run->total.expired_count;
 }
 
@@ -576,17 +840,47 @@ check_arguments(FunctionCallInfo fcinfo, TimestampTz *as_of, bool *dry_run)
 				 errhint("Call expire_subscriptions() in a read-write transaction, or pass dry_run => true to count due subscriptions.")));
 }
 
+/*
+ * The rules of a call: every enabled rule, or the one named.  A caller who
+ * may not run every one of them (no rights on a table, a table that does
+ * not exist) is refused here, before a run has started: nothing is
+ * recorded or counted, since no run took place.
+ */
+static List *
+call_rules(const char *rule_name, SubexpireAccess access)
+{
+	List	   *rules = subexpire_load_rules(rule_name);
+	ListCell   *lc;
+
+	foreach(lc, rules)
+		subexpire_close_target(subexpire_open_target(lfirst(lc), access));
+	return rules;
+}
+
+/* The rows a rule has due at as_of, counted as the caller. */
+static int64
+count_due_as_caller(const SubexpireRule *rule, TimestampTz as_of)
+{
+	SubexpireTarget *target = subexpire_open_target(rule, SUBEXPIRE_FOR_COUNT);
+	int64		due = subexpire_count_due(target, as_of);
+
+	subexpire_close_target(target);
+	return due;
+}
+
 PG_FUNCTION_INFO_V1(expire_subscriptions);
 
 /*
- * expire_subscriptions(as_of timestamptz, dry_run boolean)
+ * expire_subscriptions(as_of timestamptz, dry_run boolean, rule_name text)
  *		RETURNS TABLE (expired_count bigint, processed_at timestamptz)
  *
- * Expires every subscription due at as_of in the caller's transaction,
- * as the table's owner once the caller's rights are checked (see
- * subexpire_open_target()), and records the run; with dry_run, only counts
- * them.  Not STRICT, so that a NULL argument gets an error that says which
- * one, rather than an empty result that looks like "nothing was due".
+ * Expires every subscription due at as_of under every enabled rule, or the
+ * one named, in the caller's transaction, as each table's owner once the
+ * caller's rights are checked (see subexpire_open_target()), and records
+ * the run; with dry_run, only counts them.  The SQL objects of 1.x call it
+ * with two arguments.  Not STRICT, so that a NULL argument gets an error
+ * that says which one, rather than an empty result that looks like
+ * "nothing was due".
  */
 Datum
 expire_subscriptions(PG_FUNCTION_ARGS)
@@ -594,34 +888,90 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 	TimestampTz started_at = GetCurrentTimestamp();
 	TimestampTz as_of;
 	bool		dry_run;
+	char	   *rule_name = NULL;
 	TupleDesc	tupdesc;
 	Tuplestorestate *tupstore;
-	SubexpireTarget *target;
-	int64		expired;
+	List	   *rules;
+	int64		expired = 0;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
 	check_arguments(fcinfo, &as_of, &dry_run);
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		rule_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	tupstore = subexpire_result_set(fcinfo, &tupdesc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/*
-	 * A caller who may not run (no rights on the table, a target that does
-	 * not exist) is refused here, before a run has started: nothing is
-	 * recorded or counted, since no run took place.
-	 */
-	target = subexpire_open_target(dry_run ? SUBEXPIRE_FOR_COUNT : SUBEXPIRE_FOR_RUN);
+	rules = call_rules(rule_name, dry_run ? SUBEXPIRE_FOR_COUNT : SUBEXPIRE_FOR_RUN);
 	if (dry_run)
-		expired = subexpire_count_due(target, as_of);
+	{
+		ListCell   *lc;
+
+		foreach(lc, rules)
+			expired += count_due_as_caller(lfirst(lc), as_of);
+	}
 	else
-		expired = run_in_caller_xact(target, as_of, started_at);
-	subexpire_close_target(target);
+		expired = run_in_caller_xact(rules, as_of, started_at);
 	SPI_finish();
 
 	/* One row: (expired_count, processed_at). */
 	values[0] = Int64GetDatum(expired);
 	values[1] = TimestampTzGetDatum(as_of);
 	tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(subexpire_due);
+
+/*
+ * subexpire_due(as_of timestamptz)
+ *		RETURNS TABLE (rule_name text, target_table text, due_count bigint)
+ *
+ * What each enabled rule would expire at as_of, counted as the caller,
+ * changing nothing (so it works on a standby).  Rules run one after
+ * another, so a row that one rule would move into the next rule's status
+ * is counted by the first only.
+ */
+Datum
+subexpire_due(PG_FUNCTION_ARGS)
+{
+	TimestampTz as_of;
+	TupleDesc	tupdesc;
+	Tuplestorestate *tupstore;
+	List	   *rules;
+	ListCell   *lc;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("as_of must not be NULL"),
+				 errhint("Pass the cutoff time, or leave as_of out to use now().")));
+	as_of = PG_GETARG_TIMESTAMPTZ(0);
+	if (TIMESTAMP_NOT_FINITE(as_of))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("as_of must be a finite time, not %s",
+						timestamptz_to_str(as_of)),
+				 errhint("Pass the cutoff time, or leave as_of out to use now().")));
+	tupstore = subexpire_result_set(fcinfo, &tupdesc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	rules = call_rules(NULL, SUBEXPIRE_FOR_COUNT);
+	foreach(lc, rules)
+	{
+		SubexpireRule *rule = lfirst(lc);
+		SubexpireTarget *target = subexpire_open_target(rule, SUBEXPIRE_FOR_COUNT);
+		Datum		row[3];
+		bool		row_nulls[3] = {false, false, false};
+
+		row[0] = CStringGetTextDatum(rule->name);
+		row[1] = CStringGetTextDatum(target->qualified_name);
+		row[2] = Int64GetDatum(subexpire_count_due(target, as_of));
+		subexpire_close_target(target);
+		tuplestore_putvalues(tupstore, tupdesc, row, row_nulls);
+	}
+	SPI_finish();
 	return (Datum) 0;
 }

@@ -36,6 +36,7 @@
 #include "extension.h"
 #include "next_run.h"
 #include "records.h"
+#include "rules.h"
 #include "run.h"
 #include "run_worker.h"
 #include "settings.h"
@@ -235,11 +236,12 @@ choose_trigger(SubexpireRunMode mode)
 }
 
 /*
- * The target must be there before a run is worth starting.  A target that
- * someone holds locked is a run that failed (recorded, and tried again
- * within a minute); a missing one is a fault to fix, logged once by the
- * scheduler.  Returns whether the run can start; when not, the outcome is
- * set.
+ * The target of the settings' rule must be there before a run is worth
+ * starting.  A target that someone holds locked is a run that failed
+ * (recorded, and tried again within a minute); a missing one is a fault to
+ * fix, logged once by the scheduler.  With rules in subexpire_rules, a
+ * rule whose table is missing fails on its own in the run, and the others
+ * run.  Returns whether the run can start; when not, the outcome is set.
  */
 static bool
 target_ready(const char *trigger)
@@ -249,11 +251,14 @@ target_ready(const char *trigger)
 
 	PG_TRY();
 	{
-		SubexpireTarget *target;
+		List	   *rules;
 
 		subexpire_begin_step("subexpire: checking the target");
-		target = subexpire_open_target(SUBEXPIRE_FOR_RUN);
-		subexpire_close_target(target);
+		rules = subexpire_load_rules(NULL);
+		if (list_length(rules) == 1 &&
+			((SubexpireRule *) linitial(rules))->from_settings)
+			subexpire_close_target(subexpire_open_target(linitial(rules),
+														 SUBEXPIRE_FOR_RUN));
 		subexpire_end_step();
 	}
 	PG_CATCH();

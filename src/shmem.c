@@ -36,7 +36,8 @@
 #include "shmem.h"
 
 #define STATS_FILE	PGSTAT_STAT_PERMANENT_DIRECTORY "/subexpire.stat"
-#define STATS_FILE_MAGIC 0x53584532 /* "SXE2" */
+#define STATS_FILE_MAGIC 0x53584533 /* "SXE3": with the rules' counters */
+#define STATS_FILE_MAGIC_1_1 0x53584532 /* "SXE2": library 1.1 and 1.2 */
 #define STATS_FILE_MAGIC_1_0 0x53584531 /* "SXE1": library 1.0 */
 
 /* How much of SubexpireCounters a stats file of library 1.0 holds. */
@@ -109,6 +110,8 @@ save_counters(int code, Datum arg)
 		fwrite(&magic, sizeof(magic), 1, file) != 1 ||
 		fwrite(&subexpire_shared->counters, sizeof(SubexpireCounters), 1,
 			   file) != 1 ||
+		fwrite(subexpire_shared->rules, sizeof(subexpire_shared->rules), 1,
+			   file) != 1 ||
 		FreeFile(file) != 0)
 	{
 		ereport(LOG,
@@ -125,8 +128,8 @@ save_counters(int code, Datum arg)
 
 /*
  * Read the counters back from the stats file, if there is one.  A file
- * that library 1.0 wrote (the server restarted with a newer library) lacks
- * the counters added since: they start as "none".
+ * that an older library wrote (the server restarted with a newer library)
+ * lacks the counters added since: they start as "none", the rules' empty.
  */
 static void
 load_counters(void)
@@ -140,11 +143,17 @@ load_counters(void)
 	memset(&counters, 0, sizeof(counters));
 	counters.last_run_longest_batch = -1;
 	if (fread(&magic, sizeof(magic), 1, file) == 1 &&
-		((magic == STATS_FILE_MAGIC &&
+		(((magic == STATS_FILE_MAGIC || magic == STATS_FILE_MAGIC_1_1) &&
 		  fread(&counters, sizeof(counters), 1, file) == 1) ||
 		 (magic == STATS_FILE_MAGIC_1_0 &&
 		  fread(&counters, COUNTERS_SIZE_1_0, 1, file) == 1)))
+	{
 		subexpire_shared->counters = counters;
+		if (magic == STATS_FILE_MAGIC &&
+			fread(subexpire_shared->rules, sizeof(subexpire_shared->rules),
+				  1, file) != 1)
+			memset(subexpire_shared->rules, 0, sizeof(subexpire_shared->rules));
+	}
 	else
 		ereport(LOG,
 				(errmsg("ignoring invalid subexpire statistics file \"%s\"",

@@ -12,6 +12,7 @@
 #define SUBEXPIRE_SHMEM_H
 
 #include "datatype/timestamp.h"
+#include "pg_config_manual.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 
@@ -37,6 +38,26 @@ typedef struct SubexpireCounters
 	/* Added in 1.1, last, so that a 1.0 stats file is a prefix: */
 	int64		last_run_longest_batch; /* microseconds; -1: none */
 } SubexpireCounters;
+
+/*
+ * The statistics of one rule (src/stats.c), in one of a fixed number of
+ * slots: a rule gets a slot when it first runs, and when none is free, the
+ * one whose rule ran least recently.
+ */
+#define SUBEXPIRE_RULE_SLOTS 64
+
+typedef struct SubexpireRuleCounters
+{
+	char		rule_name[NAMEDATALEN]; /* empty: a free slot */
+	int64		runs_total;
+	int64		runs_failed;
+	int64		expired_total;
+	int64		last_run_expired;
+	TimestampTz last_run_at;
+	TimestampTz last_success_at;
+	TimestampTz last_failure_at;
+	char		last_error[256];
+} SubexpireRuleCounters;
 
 /* How a run worker's attempt ended, as the scheduler needs to know. */
 typedef enum SubexpireRunOutcome
@@ -64,6 +85,7 @@ typedef struct SubexpireShared
 	LWLock	   *lock;			/* counters and run_xacts */
 	slock_t		mutex;			/* worker */
 	SubexpireCounters counters;
+	SubexpireRuleCounters rules[SUBEXPIRE_RULE_SLOTS];
 	SubexpireWorkerState worker;
 	/* Expiry transactions in progress, one slot a backend (run_xacts.c). */
 	int			run_xact_slots;

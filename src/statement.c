@@ -24,6 +24,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "rules.h"
 #include "settings.h"
 #include "statement.h"
 #include "subxact.h"
@@ -110,23 +111,57 @@ note_writes(SubexpireRunWrites *writes, SubexpireStatementParams *params, uint64
 	}
 }
 
+/*
+ * The bound on the expiry column: as_of minus the rule's grace period,
+ * computed once, as interval arithmetic does (months and days in the
+ * session's time zone).
+ */
+typedef struct GraceBound
+{
+	TimestampTz as_of;
+	const Interval *grace;
+	TimestampTz bound;
+} GraceBound;
+
+static void
+subtract_grace(void *arg)
+{
+	GraceBound *grace = arg;
+
+	grace->bound = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+														   TimestampTzGetDatum(grace->as_of),
+														   IntervalPGetDatum(grace->grace)));
+}
+
+static TimestampTz
+expiry_bound(const SubexpireTarget *target, TimestampTz as_of)
+{
+	const SubexpireRule *rule = target->rule;
+	GraceBound	grace = {as_of, &rule->grace_period, as_of};
+	ErrorData  *error;
+
+	if (rule->grace_period.time == 0 && rule->grace_period.day == 0 &&
+		rule->grace_period.month == 0)
+		return as_of;
+	error = subexpire_try(subtract_grace, &grace);
+	if (error != NULL || TIMESTAMP_NOT_FINITE(grace.bound))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("as_of minus %s is out of range",
+						subexpire_rule_field(rule, "grace_period")),
+				 errhint("Pass a later as_of or set a shorter %s.",
+						 subexpire_rule_field(rule, "grace_period"))));
+	return grace.bound;
+}
+
 void
 subexpire_set_params(SubexpireStatementParams *params, SubexpireTarget *target,
 					 TimestampTz as_of, TimestampTz run_time,
 					 const SubexpireRunWrites *writes)
 {
-	TimestampTz bound = as_of;
+	TimestampTz bound = expiry_bound(target, as_of);
 
-	if (subexpire_grace_period > 0)
-	{
-		bound = as_of - (TimestampTz) subexpire_grace_period * USECS_PER_SEC;
-		if (!IS_VALID_TIMESTAMP(bound))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("as_of minus subexpire.grace_period is out of range"),
-					 errhint("Pass a later as_of or set a shorter subexpire.grace_period.")));
-	}
-
+	params->count = SUBEXPIRE_PARAM_SET + target->nset;
 	params->types[0] = target->status_type;
 	params->types[1] = target->status_type;
 	params->types[2] = target->expires_type;
@@ -143,8 +178,8 @@ subexpire_set_params(SubexpireStatementParams *params, SubexpireTarget *target,
 	params->values[0] = target->expired_word;
 	params->values[1] = target->active_word;
 	params->values[2] = subexpire_timestamp_for_column(bound, target->expires_type,
-													   subexpire_grace_period > 0
-													   ? "as_of minus subexpire.grace_period"
+													   bound != as_of
+													   ? "as_of minus the grace period"
 													   : "as_of",
 													   target->expires_column);
 	params->values[3] = subexpire_timestamp_for_column(run_time, params->types[3],
@@ -152,12 +187,18 @@ subexpire_set_params(SubexpireStatementParams *params, SubexpireTarget *target,
 													   target->updated_column
 													   ? target->updated_column
 													   : "(none)");
-	for (int i = SUBEXPIRE_PARAM_CTID; i < SUBEXPIRE_PARAM_COUNT; i++)
+	for (int i = SUBEXPIRE_PARAM_CTID; i < SUBEXPIRE_PARAM_SET; i++)
 	{
 		params->values[i] = (Datum) 0;
 		params->nulls[i] = 'n';
 	}
 	memset(params->nulls, ' ', SUBEXPIRE_PARAM_CTID);
+	for (int i = 0; i < target->nset; i++)
+	{
+		params->types[SUBEXPIRE_PARAM_SET + i] = target->set_types[i];
+		params->values[SUBEXPIRE_PARAM_SET + i] = target->set_values[i];
+		params->nulls[SUBEXPIRE_PARAM_SET + i] = target->set_nulls[i] ? 'n' : ' ';
+	}
 	set_writes_param(params, writes);
 }
 
@@ -258,7 +299,11 @@ subexpire_finish_update(int rc, SubexpireTarget *target, const char *what,
 	return expired;
 }
 
-/* "UPDATE rel SET status = $1, updated_at = $4 WHERE " */
+/*
+ * "UPDATE rel SET status = $1, updated_at = $4, plan = $12 WHERE ": the
+ * rule's set_columns are parameters of their columns' types, so that no
+ * value is ever pasted into the statement.
+ */
 void
 subexpire_append_update_head(StringInfo sql, SubexpireTarget *target,
 							 const char *relation, bool only)
@@ -267,6 +312,9 @@ subexpire_append_update_head(StringInfo sql, SubexpireTarget *target,
 					 relation, target->status_column);
 	if (target->updated_column != NULL)
 		appendStringInfo(sql, ", %s = $4", target->updated_column);
+	for (int i = 0; i < target->nset; i++)
+		appendStringInfo(sql, ", %s = $%d", target->set_names[i],
+						 SUBEXPIRE_PARAM_SET + i + 1);
 	appendStringInfoString(sql, " WHERE ");
 }
 
@@ -280,14 +328,21 @@ SPIPlanPtr
 subexpire_cached_plan(SubexpireCachedStatement *statement, const char *sql,
 					  const SubexpireStatementParams *params)
 {
+	SubexpireCachedPlan *cached;
 	SPIPlanPtr	plan;
 
-	if (statement->plan != NULL &&
-		strcmp(statement->sql, sql) == 0 &&
-		memcmp(statement->types, params->types, sizeof(params->types)) == 0)
-		return statement->plan;
+	for (int i = 0; i < SUBEXPIRE_CACHED_PLANS; i++)
+	{
+		cached = &statement->plans[i];
+		if (cached->plan != NULL &&
+			cached->count == params->count &&
+			strcmp(cached->sql, sql) == 0 &&
+			memcmp(cached->types, params->types,
+				   params->count * sizeof(Oid)) == 0)
+			return cached->plan;
+	}
 
-	plan = SPI_prepare_cursor(sql, SUBEXPIRE_PARAM_COUNT, (Oid *) params->types,
+	plan = SPI_prepare_cursor(sql, params->count, (Oid *) params->types,
 							  CURSOR_OPT_CUSTOM_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql,
@@ -295,14 +350,17 @@ subexpire_cached_plan(SubexpireCachedStatement *statement, const char *sql,
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "could not keep the plan of \"%s\"", sql);
 
-	if (statement->plan != NULL)
+	cached = &statement->plans[statement->next];
+	statement->next = (statement->next + 1) % SUBEXPIRE_CACHED_PLANS;
+	if (cached->plan != NULL)
 	{
-		SPI_freeplan(statement->plan);
-		pfree(statement->sql);
+		SPI_freeplan(cached->plan);
+		pfree(cached->sql);
 	}
-	statement->plan = plan;
-	statement->sql = MemoryContextStrdup(TopMemoryContext, sql);
-	memcpy(statement->types, params->types, sizeof(params->types));
+	cached->plan = plan;
+	cached->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	cached->count = params->count;
+	memcpy(cached->types, params->types, params->count * sizeof(Oid));
 	return plan;
 }
 

@@ -23,12 +23,11 @@
  * word, $3 the bound on the expiry column, $4 the run's time for the
  * updated-at column, $5 a row's ctid (only in the one-row UPDATE), $6 the
  * ctids of a batch's rows (only in the worker's batches), $7 the
- * transactions of this run that wrote rows (see SubexpireRunWrites), and
- * on a distributed table (src/distributed.c) $8 and $9 the expiry and
+ * transactions of this run that wrote rows (see SubexpireRunWrites), on a
+ * distributed table (src/distributed.c) $8 and $9 the expiry and
  * distribution value a key range starts after, and $10 and $11 those it
- * ends at.
+ * ends at; then $12 and on, the values of the rule's set_columns.
  */
-#define SUBEXPIRE_PARAM_COUNT 11
 #define SUBEXPIRE_PARAM_CTID 4
 #define SUBEXPIRE_PARAM_CTIDS 5
 #define SUBEXPIRE_PARAM_WRITTEN 6
@@ -36,28 +35,42 @@
 #define SUBEXPIRE_PARAM_FROM_KEY 8
 #define SUBEXPIRE_PARAM_TO_EXPIRES 9
 #define SUBEXPIRE_PARAM_TO_KEY 10
+#define SUBEXPIRE_PARAM_SET 11
+#define SUBEXPIRE_PARAM_MAX (SUBEXPIRE_PARAM_SET + SUBEXPIRE_MAX_SET_COLUMNS)
 
 /* What a run has written so far (see statement.c). */
 typedef struct SubexpireRunWrites SubexpireRunWrites;
 
 typedef struct SubexpireStatementParams
 {
-	Oid			types[SUBEXPIRE_PARAM_COUNT];
-	Datum		values[SUBEXPIRE_PARAM_COUNT];
-	char		nulls[SUBEXPIRE_PARAM_COUNT];
+	int			count;			/* SUBEXPIRE_PARAM_SET + the set columns */
+	Oid			types[SUBEXPIRE_PARAM_MAX];
+	Datum		values[SUBEXPIRE_PARAM_MAX];
+	char		nulls[SUBEXPIRE_PARAM_MAX];
 	bool		exclude_written;	/* $7 is not empty */
 } SubexpireStatementParams;
 
 /*
- * A statement prepared once per backend and kept until the text or the
- * parameter types it was prepared for change, that is, until the
- * configuration or the target's column types do.
+ * A kind of statement (the probe, the count, the common path's UPDATE),
+ * prepared once per backend for each text and parameter types it is run
+ * with, that is, for each rule, and kept until the rule or its target's
+ * column types change.  A few are kept, for a few rules; more rules take
+ * turns.
  */
-typedef struct SubexpireCachedStatement
+#define SUBEXPIRE_CACHED_PLANS 8
+
+typedef struct SubexpireCachedPlan
 {
 	char	   *sql;
-	Oid			types[SUBEXPIRE_PARAM_COUNT];
+	int			count;
+	Oid			types[SUBEXPIRE_PARAM_MAX];
 	SPIPlanPtr	plan;
+} SubexpireCachedPlan;
+
+typedef struct SubexpireCachedStatement
+{
+	SubexpireCachedPlan plans[SUBEXPIRE_CACHED_PLANS];
+	int			next;			/* the one to replace next */
 } SubexpireCachedStatement;
 
 extern SubexpireRunWrites *subexpire_run_writes_create(MemoryContext context);

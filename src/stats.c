@@ -19,6 +19,7 @@
 
 #include "access/xact.h"
 #include "utils/float.h"
+#include "utils/memutils.h"
 
 #include "stats.h"
 
@@ -37,6 +38,8 @@ typedef struct PendingRun
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	int64		expired;
+	SubexpireRuleCount *rules;	/* in TopMemoryContext */
+	int			nrules;
 } PendingRun;
 
 static PendingRun pending_run;
@@ -52,17 +55,70 @@ subexpire_duration_bound(int bucket)
 }
 
 /*
+ * The slot of a rule: its own, a free one, or the one whose rule ran least
+ * recently.  The caller holds the lock exclusively.
+ */
+static SubexpireRuleCounters *
+rule_slot(const char *rule_name)
+{
+	SubexpireRuleCounters *oldest = &subexpire_shared->rules[0];
+
+	for (int i = 0; i < SUBEXPIRE_RULE_SLOTS; i++)
+	{
+		SubexpireRuleCounters *slot = &subexpire_shared->rules[i];
+
+		if (strcmp(slot->rule_name, rule_name) == 0)
+			return slot;
+		if (slot->rule_name[0] == '\0')
+		{
+			strlcpy(slot->rule_name, rule_name, sizeof(slot->rule_name));
+			return slot;
+		}
+		if (slot->last_run_at < oldest->last_run_at)
+			oldest = slot;
+	}
+	memset(oldest, 0, sizeof(SubexpireRuleCounters));
+	strlcpy(oldest->rule_name, rule_name, sizeof(oldest->rule_name));
+	return oldest;
+}
+
+static void
+count_rules(TimestampTz started_at, TimestampTz finished_at,
+			const SubexpireRuleCount *rules, int nrules)
+{
+	for (int i = 0; i < nrules; i++)
+	{
+		SubexpireRuleCounters *slot = rule_slot(rules[i].rule_name);
+
+		slot->runs_total++;
+		slot->expired_total += rules[i].expired;
+		slot->last_run_expired = rules[i].expired;
+		slot->last_run_at = started_at;
+		if (rules[i].error == NULL)
+			slot->last_success_at = started_at;
+		else
+		{
+			slot->runs_failed++;
+			slot->last_failure_at = finished_at;
+			strlcpy(slot->last_error, rules[i].error, sizeof(slot->last_error));
+		}
+	}
+}
+
+/*
  * Count a run that has ended: error is NULL for a success; expired is what
  * it committed (a failed worker run may have committed batches before it
  * failed); longest_batch, in microseconds, how long the worker's run held
  * rows locked at most, -1 when none of its transactions expired a row or
- * for a manual run (whose transaction is its caller's).  Without the
- * library preloaded there is no shared memory, and nothing is counted.
+ * for a manual run (whose transaction is its caller's); rules, what each
+ * of its rules did.  Without the library preloaded there is no shared
+ * memory, and nothing is counted.
  */
 void
 subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 						  int64 expired, const char *error,
-						  int64 longest_batch)
+						  int64 longest_batch,
+						  const SubexpireRuleCount *rules, int nrules)
 {
 	SubexpireCounters *c;
 	int64		duration = finished_at - started_at;
@@ -95,23 +151,33 @@ subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 		c->last_failure_at = finished_at;
 		strlcpy(c->last_error, error, sizeof(c->last_error));
 	}
+	count_rules(started_at, finished_at, rules, nrules);
 	LWLockRelease(subexpire_shared->lock);
 }
 
 static void
 count_pending_run(XactEvent event, void *arg)
 {
+	const char *rolled_back = "the transaction that ran it rolled back";
+
 	if (!pending_run.pending)
 		return;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 		subexpire_stats_count_run(pending_run.started_at,
 								  pending_run.finished_at,
-								  pending_run.expired, NULL, -1);
+								  pending_run.expired, NULL, -1,
+								  pending_run.rules, pending_run.nrules);
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		for (int i = 0; i < pending_run.nrules; i++)
+		{
+			pending_run.rules[i].expired = 0;
+			pending_run.rules[i].error = rolled_back;
+		}
 		subexpire_stats_count_run(pending_run.started_at,
-								  pending_run.finished_at, 0,
-								  "the transaction that ran it rolled back",
-								  -1);
+								  pending_run.finished_at, 0, rolled_back,
+								  -1, pending_run.rules, pending_run.nrules);
+	}
 	else
 		return;
 	pending_run.pending = false;
@@ -124,7 +190,8 @@ count_pending_run(XactEvent event, void *arg)
  */
 void
 subexpire_stats_count_at_commit(TimestampTz started_at,
-								TimestampTz finished_at, int64 expired)
+								TimestampTz finished_at, int64 expired,
+								const SubexpireRuleCount *rules, int nrules)
 {
 	if (!xact_callback_registered)
 	{
@@ -134,11 +201,18 @@ subexpire_stats_count_at_commit(TimestampTz started_at,
 	if (pending_run.pending)
 		subexpire_stats_count_run(pending_run.started_at,
 								  pending_run.finished_at,
-								  pending_run.expired, NULL, -1);
+								  pending_run.expired, NULL, -1,
+								  pending_run.rules, pending_run.nrules);
+	if (pending_run.rules != NULL)
+		pfree(pending_run.rules);
 	pending_run.pending = true;
 	pending_run.started_at = started_at;
 	pending_run.finished_at = finished_at;
 	pending_run.expired = expired;
+	pending_run.nrules = nrules;
+	pending_run.rules = MemoryContextAlloc(TopMemoryContext,
+										   Max(nrules, 1) * sizeof(SubexpireRuleCount));
+	memcpy(pending_run.rules, rules, nrules * sizeof(SubexpireRuleCount));
 }
 
 static void
@@ -165,6 +239,24 @@ subexpire_stats_read(void)
 	return c;
 }
 
+/*
+ * A copy of the rules' counters, in "rules" (SUBEXPIRE_RULE_SLOTS of
+ * them); returns how many slots are in use, first.
+ */
+int
+subexpire_stats_read_rules(SubexpireRuleCounters *rules)
+{
+	int			n = 0;
+
+	require_shared_memory();
+	LWLockAcquire(subexpire_shared->lock, LW_SHARED);
+	for (int i = 0; i < SUBEXPIRE_RULE_SLOTS; i++)
+		if (subexpire_shared->rules[i].rule_name[0] != '\0')
+			rules[n++] = subexpire_shared->rules[i];
+	LWLockRelease(subexpire_shared->lock);
+	return n;
+}
+
 /* Start the counters from zero (subexpire_stats_reset()). */
 void
 subexpire_stats_clear(void)
@@ -172,5 +264,6 @@ subexpire_stats_clear(void)
 	require_shared_memory();
 	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
 	subexpire_counters_clear(&subexpire_shared->counters);
+	memset(subexpire_shared->rules, 0, sizeof(subexpire_shared->rules));
 	LWLockRelease(subexpire_shared->lock);
 }

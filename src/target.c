@@ -1,16 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * target.c
- *	  Open the target table that the settings describe: check it against
- *	  the catalog before a run touches it, and take on its owner's rights.
+ *	  Open the target table of a rule (src/rules.c): check it against the
+ *	  catalog before a run touches it, and take on its owner's rights.
  *
- * The settings name a table, three columns and two status words.  Before a
- * run, each is looked up and checked: the table exists and is a table, the
- * columns exist and have types the expiry rule can work with, the words are
- * two different values that the status column can hold, every table that
- * holds its rows has its owner, and the caller may update it.  A problem is
- * reported with an error that names the setting or table at fault and says
- * how to fix it, before anything has changed.  These are a handful of
+ * A rule names a table, three columns, two status words and the other
+ * columns it sets.  Before a run, and when a rule is written, each is
+ * looked up and checked: the table exists and is a table, the columns
+ * exist and have types the rule can work with, the words are two
+ * different values that the status column can hold, every value is one
+ * its column can hold, every table that holds its rows has its owner, and
+ * the caller may update it.  A problem is reported with an error that
+ * names the setting, or the rule and its column, at fault and says how to
+ * fix it, before anything has changed.  These are a handful of
  * syscache lookups, cheap enough to repeat on every transaction of a run,
  * so that a table dropped and recreated, or an enum whose labels changed,
  * is never served from a stale description.
@@ -36,11 +38,14 @@
 #include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
 #include "executor/spi.h"
@@ -69,21 +74,24 @@
 #include "subxact.h"
 #include "target.h"
 
-#define STATUS_TYPES "text, varchar, char, an enum, or a domain over one of them"
+#define STATUS_TYPES "text, varchar, char, an enum, boolean, smallint, integer or bigint, or a domain over one of them"
 #define TIMESTAMP_TYPES "timestamp with time zone, timestamp or date, or a domain over one of them"
 
 /*
- * The identifier a column setting names, with SQL's quoting rules applied
- * (the check hook has made sure that it parses).
+ * The identifier that a column of a rule names, with SQL's quoting rules
+ * applied ("field" labels it for the error).
  */
 static char *
-setting_identifier(const char *value)
+rule_identifier(const char *field, const char *value)
 {
 	char	   *copy = pstrdup(value);
 	List	   *parts = NIL;
 
 	if (!SplitIdentifierString(copy, '.', &parts) || list_length(parts) != 1)
-		elog(ERROR, "setting value \"%s\" is not an identifier", value);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("%s \"%s\" is not a column name", field, value),
+				 errhint("Name one column, in double quotes if it needs them: status, or \"Status\".")));
 	return (char *) linitial(parts);
 }
 
@@ -111,7 +119,7 @@ relkind_description(char relkind)
 }
 
 /*
- * Look up the table named by subexpire.target_table and lock it as the
+ * Look up the table that a rule names and lock it as the
  * statements that follow will, so that it cannot be dropped or altered
  * between this check and the run.  The wait for the lock is bounded by
  * lock_timeout, which subexpire_open_target() has set to
@@ -135,18 +143,21 @@ lookup_table_step(void *arg)
 }
 
 static Oid
-lookup_table(LOCKMODE lockmode)
+lookup_table(const SubexpireRule *rule, LOCKMODE lockmode)
 {
-	char	   *copy = pstrdup(subexpire_target_table);
+	char	   *field = subexpire_rule_field(rule, "target_table");
+	char	   *copy = pstrdup(rule->target_table);
 	List	   *names = NIL;
 	TableLookup lookup;
 	ErrorData  *error;
 	char		relkind;
 
-	/* The check hook has made sure that the setting is schema.table. */
 	if (!SplitIdentifierString(copy, '.', &names) || list_length(names) != 2)
-		elog(ERROR, "subexpire.target_table \"%s\" is not a qualified name",
-			 subexpire_target_table);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("%s \"%s\" is not a schema-qualified table name",
+						field, rule->target_table),
+				 errhint("Name the table with its schema, in double quotes where SQL needs them: public.subscriptions.")));
 	lookup.rv = makeRangeVar(linitial(names), lsecond(names), -1);
 	lookup.lockmode = lockmode;
 	lookup.relid = InvalidOid;
@@ -158,35 +169,53 @@ lookup_table(LOCKMODE lockmode)
 			ReThrowError(error);
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("could not lock table %s named by subexpire.target_table within subexpire.lock_wait (%d ms)",
-						subexpire_target_table, subexpire_lock_wait),
+				 errmsg("could not lock table %s named by %s within subexpire.lock_wait (%d ms)",
+						rule->target_table, field, subexpire_lock_wait),
 				 errdetail("Another transaction holds a lock on the table that conflicts with the run's; nothing was changed."),
 				 errhint("Find the holder in pg_locks.  The worker records the run as failed and tries again within a minute.")));
 	}
 	if (!OidIsValid(lookup.relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table %s named by subexpire.target_table does not exist",
-						subexpire_target_table),
-				 errhint("Create the table, or set subexpire.target_table to the schema-qualified name of the subscriptions table.")));
+				 errmsg("table %s named by %s does not exist",
+						rule->target_table, field),
+				 errhint("Create the table, or set %s to the schema-qualified name of the subscriptions table.",
+						 field)));
 
 	relkind = get_rel_relkind(lookup.relid);
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("%s named by subexpire.target_table is not a table",
-						subexpire_target_table),
+				 errmsg("%s named by %s is not a table",
+						rule->target_table, field),
 				 errdetail("It is %s; subexpire updates rows of a plain or partitioned table.",
 						   relkind_description(relkind)),
-				 errhint("Set subexpire.target_table to the table that holds the subscriptions.")));
+				 errhint("Set %s to the table that holds the subscriptions.",
+						 field)));
 	return lookup.relid;
 }
 
+/*
+ * A status column holds a word, a flag or a code: a type whose values
+ * btree compares, as the due condition and an index on it do, and whose
+ * values are written as words.
+ */
 static bool
 is_status_type(Oid base_type)
 {
-	return base_type == TEXTOID || base_type == VARCHAROID ||
-		base_type == BPCHAROID || type_is_enum(base_type);
+	switch (base_type)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			return true;
+		default:
+			return type_is_enum(base_type);
+	}
 }
 
 static bool
@@ -208,7 +237,7 @@ lookup_column(const SubexpireTarget *target, const char *setting,
 			  const char *types_accepted,
 			  Oid *type, Oid *base_type, char **quoted)
 {
-	char	   *name = setting_identifier(value);
+	char	   *name = rule_identifier(setting, value);
 	AttrNumber	attnum = get_attnum(target->relid, name);
 	int32		typmod;
 	Oid			collation;
@@ -237,11 +266,12 @@ lookup_column(const SubexpireTarget *target, const char *setting,
 }
 
 /*
- * Convert a status word from its setting to a value of the status column's
- * type, with that type's own input function, so that an enum label that
- * does not exist, a word too long for a varchar(n), or one that a domain's
- * check refuses, is caught here.  The conversion runs in a subtransaction
- * so that the type's error can be reported as one about the setting.
+ * Convert a status word, or a value of set_columns, to a value of its
+ * column's type, with that type's own input function, so that an enum
+ * label that does not exist, a word too long for a varchar(n), 'yes' for
+ * an integer code, or one that a domain's check refuses, is caught here.
+ * The conversion runs in a subtransaction so that the type's error can be
+ * reported as one about the rule.
  */
 typedef struct WordInput
 {
@@ -263,8 +293,9 @@ convert_word(void *arg)
 }
 
 static Datum
-status_word_datum(const SubexpireTarget *target, const char *setting,
-				  const char *word, Oid type, int32 typmod)
+column_value_datum(const SubexpireTarget *target, const char *setting,
+				   const char *word, const char *column, Oid type,
+				   int32 typmod, const char *what)
 {
 	WordInput	input;
 	ErrorData  *error;
@@ -277,13 +308,12 @@ status_word_datum(const SubexpireTarget *target, const char *setting,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s \"%s\" is not a value that column %s of %s can hold",
-						setting, word, target->status_column,
-						target->qualified_name),
+						setting, word, column, target->qualified_name),
 				 errdetail("The column's type %s refused it: %s.",
 						   format_type_with_typemod(type, typmod),
 						   error->message),
-				 errhint("Set %s to a status word that the column can hold, or change the column's type.",
-						 setting)));
+				 errhint("Set %s to %s that the column can hold, or change the column's type.",
+						 setting, what)));
 	return input.result;
 }
 
@@ -302,19 +332,32 @@ may_use_column(Oid relid, AttrNumber attnum, Oid role, AclMode mode)
  * and would touch rows that the caller's policies hide.  Only catalog
  * lookups: no code of the table's owner runs as the caller here.
  */
-static void
-check_privileges(const SubexpireTarget *target, SubexpireAccess access,
-				 Oid role)
+static bool
+may_update_columns(const SubexpireTarget *target, Oid role)
 {
-	bool		for_update = (access == SUBEXPIRE_FOR_RUN);
+	if (!may_use_column(target->relid, target->status_attnum, role, ACL_UPDATE) ||
+		(target->updated_attnum != InvalidAttrNumber &&
+		 !may_use_column(target->relid, target->updated_attnum, role, ACL_UPDATE)))
+		return false;
+	for (int i = 0; i < target->nset; i++)
+		if (!may_use_column(target->relid, target->set_attnums[i], role, ACL_UPDATE))
+			return false;
+	return true;
+}
+
+/*
+ * "who" says in the error whose rights were checked: the caller of
+ * expire_subscriptions(), the writer of a rule, the worker's role.
+ */
+static void
+check_privileges(const SubexpireTarget *target, bool for_update, Oid role,
+				 const char *who)
+{
 	const char *role_name;
 
 	if (!may_use_column(target->relid, target->status_attnum, role, ACL_SELECT) ||
 		!may_use_column(target->relid, target->expires_attnum, role, ACL_SELECT) ||
-		(for_update &&
-		 (!may_use_column(target->relid, target->status_attnum, role, ACL_UPDATE) ||
-		  (target->updated_attnum != InvalidAttrNumber &&
-		   !may_use_column(target->relid, target->updated_attnum, role, ACL_UPDATE)))))
+		(for_update && !may_update_columns(target, role)))
 	{
 		role_name = GetUserNameFromId(role, false);
 		ereport(ERROR,
@@ -322,8 +365,8 @@ check_privileges(const SubexpireTarget *target, SubexpireAccess access,
 				 errmsg("permission denied to %s subscriptions in table %s",
 						for_update ? "expire" : "count due",
 						target->qualified_name),
-				 errdetail("The caller of expire_subscriptions() needs the rights to %s that table, and role \"%s\" does not have them.",
-						   for_update ? "read and update" : "read", role_name),
+				 errdetail("%s needs the rights to %s that table, and role \"%s\" does not have them.",
+						   who, for_update ? "read and update" : "read", role_name),
 				 errhint("GRANT %s ON %s TO %s;",
 						 for_update ? "SELECT, UPDATE" : "SELECT",
 						 target->qualified_name, quote_identifier(role_name))));
@@ -467,6 +510,7 @@ make_constraints_immediate(List *constraints)
 static void
 check_words_differ(const SubexpireTarget *target, Oid collation)
 {
+	const SubexpireRule *rule = target->rule;
 	TypeCacheEntry *type = lookup_type_cache(getBaseType(target->status_type),
 											 TYPECACHE_EQ_OPR_FINFO);
 
@@ -475,19 +519,26 @@ check_words_differ(const SubexpireTarget *target, Oid collation)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("type %s of column %s has no equality operator",
 						format_type_be(target->status_type), target->status_column),
-				 errhint("Set subexpire.status_column to a column of type %s.",
+				 errhint("Set %s to a column of type %s.",
+						 subexpire_rule_field(rule, "status_column"),
 						 STATUS_TYPES)));
 	if (DatumGetBool(FunctionCall2Coll(&type->eq_opr_finfo, collation,
 									   target->active_word,
 									   target->expired_word)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("subexpire.active_status \"%s\" and subexpire.expired_status \"%s\" are the same value of column %s of %s",
-						subexpire_active_status, subexpire_expired_status,
+				 errmsg("%s \"%s\" and %s \"%s\" are the same value of column %s of %s",
+						subexpire_rule_field(rule, "from_status"),
+						rule->from_status,
+						subexpire_rule_field(rule, "to_status"),
+						rule->to_status,
 						target->status_column, target->qualified_name),
 				 errdetail("The column's type %s and collation compare them as equal, so a run would leave every row it expires due.",
 						   format_type_be(target->status_type)),
-				 errhint("Set the two settings to status words that the column tells apart.")));
+				 rule->from_settings
+				 ? errhint("Set the two settings to status words that the column tells apart.")
+				 : errhint("Set from_status and to_status of rule \"%s\" to status words that the column tells apart.",
+						   rule->name)));
 }
 
 /*
@@ -582,6 +633,24 @@ subexpire_set_lock_wait(SubexpireTarget *target, int timeout_ms)
 }
 
 /*
+ * Bound every lock wait that follows to subexpire.lock_wait, in a new GUC
+ * nest level, whose number it returns: the caller ends it with
+ * AtEOXact_GUC(true, level) to give the caller's lock_timeout back (an
+ * error gives it back by itself).
+ */
+int
+subexpire_bound_lock_waits(void)
+{
+	int			level = NewGUCNestLevel();
+	char		timeout[32];
+
+	snprintf(timeout, sizeof(timeout), "%d", subexpire_lock_wait);
+	(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/*
  * The schema-qualified, quoted name of a relation, to put in a statement;
  * NULL when the relation is gone.
  */
@@ -597,8 +666,126 @@ subexpire_relation_name(Oid relid)
 }
 
 /*
- * Open the target that the settings describe, for a run, a count by the
- * caller (a dry run), or monitoring (which needs no access to the rows).
+ * The columns that a rule sets besides its status (set_columns): each must
+ * exist, be neither the status nor the updated-at column, and be one that
+ * an UPDATE may set.  Their values are converted later, as the owner.
+ */
+static void
+lookup_set_columns(SubexpireTarget *target)
+{
+	const SubexpireRule *rule = target->rule;
+	char	   *field = subexpire_rule_field(rule, "set_columns");
+	int			n = list_length(rule->set_columns);
+	ListCell   *lc;
+
+	if (n > SUBEXPIRE_MAX_SET_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s names %d columns, more than %d",
+						field, n, SUBEXPIRE_MAX_SET_COLUMNS),
+				 errhint("Set the other columns with a trigger on the table.")));
+	target->set_attnums = palloc0(Max(n, 1) * sizeof(AttrNumber));
+	target->set_names = palloc0(Max(n, 1) * sizeof(char *));
+	target->set_types = palloc0(Max(n, 1) * sizeof(Oid));
+	target->set_values = palloc0(Max(n, 1) * sizeof(Datum));
+	target->set_nulls = palloc0(Max(n, 1) * sizeof(bool));
+	foreach(lc, rule->set_columns)
+	{
+		SubexpireSetColumn *column = lfirst(lc);
+		AttrNumber	attnum = get_attnum(target->relid, column->name);
+		HeapTuple	tuple;
+		Form_pg_attribute att;
+		const char *refusal = NULL;
+
+		if (attnum <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" named by %s does not exist in table %s",
+							column->name, field, target->qualified_name),
+					 errhint("Name the columns exactly as the table has them (the names in set_columns are not folded to lower case).")));
+		tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(target->relid),
+								Int16GetDatum(attnum));
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for column %d of %u", attnum,
+				 target->relid);
+		att = (Form_pg_attribute) GETSTRUCT(tuple);
+		if (attnum == target->status_attnum)
+			refusal = "it is the rule's status column, which to_status sets";
+		else if (attnum == target->updated_attnum)
+			refusal = "it is the rule's updated-at column, which the run sets to its time";
+		else if (att->attgenerated != '\0')
+			refusal = "it is a generated column";
+		else if (att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
+			refusal = "it is an identity column GENERATED ALWAYS";
+		else if (target->distributed && attnum == target->key_attnum)
+			refusal = "it is the table's distribution column, which Citus does not let an UPDATE change";
+		else if (att->attnotnull && column->value == NULL)
+			refusal = "it is NOT NULL, and the value given is null";
+		if (refusal != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s cannot set column \"%s\" of %s: %s",
+							field, column->name, target->qualified_name,
+							refusal),
+					 errhint("Remove \"%s\" from set_columns.", column->name)));
+		target->set_attnums[target->nset] = attnum;
+		target->set_names[target->nset] = pstrdup(quote_identifier(column->name));
+		target->set_types[target->nset] = att->atttypid;
+		target->nset++;
+		ReleaseSysCache(tuple);
+	}
+}
+
+/* The values of set_columns, as values of their columns' types. */
+static void
+convert_set_values(SubexpireTarget *target)
+{
+	char	   *field = subexpire_rule_field(target->rule, "set_columns");
+	int			i = 0;
+	ListCell   *lc;
+
+	foreach(lc, target->rule->set_columns)
+	{
+		SubexpireSetColumn *column = lfirst(lc);
+		Oid			type;
+		int32		typmod;
+		Oid			collation;
+
+		get_atttypetypmodcoll(target->relid, target->set_attnums[i], &type,
+							  &typmod, &collation);
+
+		target->set_nulls[i] = (column->value == NULL);
+		if (column->value != NULL)
+			target->set_values[i] = column_value_datum(target, field,
+													   column->value,
+													   target->set_names[i],
+													   target->set_types[i],
+													   typmod, "a value");
+		i++;
+	}
+}
+
+/*
+ * A rule may make the worker update a table only if the worker's role may
+ * update it itself (subexpire.role; the bootstrap superuser by default).
+ */
+static void
+check_worker_role(const SubexpireTarget *target)
+{
+	Oid			role;
+
+	if (subexpire_role[0] == '\0')
+		return;
+	role = get_role_oid(subexpire_role, true);
+	if (OidIsValid(role))
+		check_privileges(target, true, role,
+						 "The worker's role, subexpire.role,");
+}
+
+/*
+ * Open the target of a rule, for a run, a count by the caller (a dry run),
+ * monitoring (which needs no access to the rows), or the check of a rule
+ * being written.
  *
  * The table is locked for what follows, waiting at most subexpire.lock_wait
  * (lock_timeout stays set to it until subexpire_close_target(), so that
@@ -607,17 +794,18 @@ subexpire_relation_name(Oid relid)
  * caller, before anything else runs.  Then the current user becomes the
  * table's owner, in a security-restricted operation, as VACUUM and
  * ANALYZE do: every statement on the target from here on, and the
- * conversion of the status words to the column's type that follows at
- * once, runs with the rights of the role that owns the code on the table
- * (triggers, domain checks, type input functions, index expressions,
- * policies), and never with the caller's, a superuser's included.
+ * conversion of the rule's words and values to the columns' types that
+ * follows at once, runs with the rights of the role that owns the code on
+ * the table (triggers, domain checks, type input functions, index
+ * expressions, policies), and never with the caller's, a superuser's
+ * included.
  *
  * The caller must call subexpire_close_target() before its transaction or
  * subtransaction ends normally; an error restores the caller's rights and
  * settings by itself.
  */
 SubexpireTarget *
-subexpire_open_target(SubexpireAccess access)
+subexpire_open_target(const SubexpireRule *rule, SubexpireAccess access)
 {
 	SubexpireTarget *target = palloc0(sizeof(SubexpireTarget));
 	LOCKMODE	lockmode = (access == SUBEXPIRE_FOR_RUN) ? RowExclusiveLock : AccessShareLock;
@@ -626,17 +814,14 @@ subexpire_open_target(SubexpireAccess access)
 	Oid			base_type;
 	int32		status_typmod;
 	Oid			collation;
-	char		timeout[32];
 	List	   *deferrable;
 
+	target->rule = rule;
 	target->caller_lock_timeout = pstrdup(GetConfigOption("lock_timeout",
 														  false, false));
-	target->guc_level = NewGUCNestLevel();
-	snprintf(timeout, sizeof(timeout), "%d", subexpire_lock_wait);
-	(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	target->guc_level = subexpire_bound_lock_waits();
 
-	target->relid = lookup_table(lockmode);
+	target->relid = lookup_table(rule, lockmode);
 	target->qualified_name = subexpire_relation_name(target->relid);
 	target->owner = subexpire_relation_owner(target->relid);
 	find_distribution(target);
@@ -645,20 +830,24 @@ subexpire_open_target(SubexpireAccess access)
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 								 true, 0, false);
 
-	target->status_attnum = lookup_column(target, "subexpire.status_column",
-										  subexpire_status_column, is_status_type,
+	target->status_attnum = lookup_column(target,
+										  subexpire_rule_field(rule, "status_column"),
+										  rule->status_column, is_status_type,
 										  STATUS_TYPES, &target->status_type,
 										  &base_type, &target->status_column);
-	target->expires_attnum = lookup_column(target, "subexpire.expires_column",
-										   subexpire_expires_column,
+	target->expires_attnum = lookup_column(target,
+										   subexpire_rule_field(rule, "expires_column"),
+										   rule->expires_column,
 										   is_timestamp_type, TIMESTAMP_TYPES,
 										   &type, &target->expires_type,
 										   &target->expires_column);
 
-	if (subexpire_updated_column[0] != '\0')
+	if (rule->updated_column != NULL)
 	{
-		target->updated_attnum = lookup_column(target, "subexpire.updated_column",
-											   subexpire_updated_column,
+		char	   *field = subexpire_rule_field(rule, "updated_column");
+
+		target->updated_attnum = lookup_column(target, field,
+											   rule->updated_column,
 											   is_timestamp_type, TIMESTAMP_TYPES,
 											   &type, &target->updated_type,
 											   &target->updated_column);
@@ -666,13 +855,21 @@ subexpire_open_target(SubexpireAccess access)
 			target->updated_attnum == target->expires_attnum)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("subexpire.updated_column names column %s, which is also the status or expiry column",
-							target->updated_column),
-					 errhint("Set subexpire.updated_column to another column, or to '' to set none.")));
+					 errmsg("%s names column %s, which is also the status or expiry column",
+							field, target->updated_column),
+					 errhint("Set %s to another column, or to %s to set none.",
+							 field, rule->from_settings ? "''" : "NULL")));
 	}
+	lookup_set_columns(target);
 
-	if (access != SUBEXPIRE_FOR_MONITOR)
-		check_privileges(target, access, caller);
+	if (access == SUBEXPIRE_FOR_CHECK)
+	{
+		check_privileges(target, true, caller, "The writer of a rule");
+		check_worker_role(target);
+	}
+	else if (access != SUBEXPIRE_FOR_MONITOR)
+		check_privileges(target, access == SUBEXPIRE_FOR_RUN, caller,
+						 "The caller of expire_subscriptions()");
 	deferrable = check_tables(target, lockmode);
 	if (access == SUBEXPIRE_FOR_RUN)
 		make_constraints_immediate(deferrable);
@@ -682,15 +879,20 @@ subexpire_open_target(SubexpireAccess access)
 
 	get_atttypetypmodcoll(target->relid, target->status_attnum, &type,
 						  &status_typmod, &collation);
-	target->active_word = status_word_datum(target, "subexpire.active_status",
-											subexpire_active_status,
-											target->status_type,
-											status_typmod);
-	target->expired_word = status_word_datum(target, "subexpire.expired_status",
-											 subexpire_expired_status,
+	target->active_word = column_value_datum(target,
+											 subexpire_rule_field(rule, "from_status"),
+											 rule->from_status,
+											 target->status_column,
 											 target->status_type,
-											 status_typmod);
+											 status_typmod, "a status word");
+	target->expired_word = column_value_datum(target,
+											  subexpire_rule_field(rule, "to_status"),
+											  rule->to_status,
+											  target->status_column,
+											  target->status_type,
+											  status_typmod, "a status word");
 	check_words_differ(target, collation);
+	convert_set_values(target);
 
 	return target;
 }

@@ -16,6 +16,10 @@
 #include "datatype/timestamp.h"
 
 #include "owner.h"
+#include "rules.h"
+
+/* A rule sets at most this many columns besides its status (set_columns). */
+#define SUBEXPIRE_MAX_SET_COLUMNS 64
 
 /*
  * The words and bounds are Datums of the columns' own types, so that the
@@ -24,6 +28,7 @@
  */
 typedef struct SubexpireTarget
 {
+	const SubexpireRule *rule;	/* what it was opened for */
 	Oid			relid;
 	AttrNumber	status_attnum;
 	AttrNumber	expires_attnum;
@@ -37,6 +42,13 @@ typedef struct SubexpireTarget
 	Oid			updated_type;
 	Datum		active_word;
 	Datum		expired_word;
+	/* set_columns, converted: */
+	int			nset;
+	AttrNumber *set_attnums;
+	char	  **set_names;		/* quoted */
+	Oid		   *set_types;
+	Datum	   *set_values;
+	bool	   *set_nulls;
 	char	   *key_columns;	/* for the log; see subexpire_key_columns() */
 	Oid			owner;			/* the statements run as this role */
 	bool		count_outcome;	/* BEFORE ROW triggers may change what is
@@ -58,12 +70,16 @@ typedef enum SubexpireAccess
 {
 	SUBEXPIRE_FOR_RUN,			/* expires rows: needs SELECT and UPDATE */
 	SUBEXPIRE_FOR_COUNT,		/* counts due rows (a dry run): needs SELECT */
-	SUBEXPIRE_FOR_MONITOR		/* monitoring: needs no access to the rows */
+	SUBEXPIRE_FOR_MONITOR,		/* monitoring: needs no access to the rows */
+	SUBEXPIRE_FOR_CHECK			/* a rule being written: its writer, and the
+								 * worker's role, need the rights of a run */
 } SubexpireAccess;
 
-extern SubexpireTarget *subexpire_open_target(SubexpireAccess access);
+extern SubexpireTarget *subexpire_open_target(const SubexpireRule *rule,
+											  SubexpireAccess access);
 extern void subexpire_close_target(SubexpireTarget *target);
 extern void subexpire_set_lock_wait(SubexpireTarget *target, int timeout_ms);
+extern int	subexpire_bound_lock_waits(void);
 extern char *subexpire_relation_name(Oid relid);
 extern const char *subexpire_key_columns(SubexpireTarget *target);
 extern Datum subexpire_timestamp_for_column(TimestampTz ts, Oid column_type,

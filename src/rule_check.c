@@ -1,0 +1,118 @@
+/*-------------------------------------------------------------------------
+ *
+ * rule_check.c
+ *	  The trigger that checks a row of subexpire_rules when it is written,
+ *	  against the catalog, so that a rule that cannot work is refused with
+ *	  an error that names its column, and nothing is written.
+ *
+ * The checks are those that every run makes when it opens the rule's
+ * target (src/target.c), so a rule means the same when it is written and
+ * when it runs: the table and its columns, their types, both words and
+ * every value of set_columns read with their columns' input functions (as
+ * the table's owner), and the rights of the row's writer and of the
+ * worker's role to update the table.  A writer of subexpire_rules who may
+ * not update a table cannot make the worker update it.
+ *
+ * IDENTIFICATION
+ *	  src/rule_check.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/rel.h"
+
+#include "rule_check.h"
+#include "rules.h"
+#include "target.h"
+
+/* A rule that emits events names each row by its primary key. */
+static void
+check_events(const SubexpireTarget *target)
+{
+	const SubexpireRule *rule = target->rule;
+	Relation	rel;
+	Oid			pk;
+
+	if (!rule->emit_events)
+		return;
+	rel = table_open(target->relid, AccessShareLock);
+	pk = RelationGetPrimaryKeyIndex(rel);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(pk))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("%s needs a primary key on table %s",
+						subexpire_rule_field(rule, "emit_events"),
+						target->qualified_name),
+				 errdetail("An event names the row it is about by its primary key."),
+				 errhint("Add a primary key to %s, or set emit_events to false.",
+						 target->qualified_name)));
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s is not supported by this version of subexpire",
+					subexpire_rule_field(rule, "emit_events")),
+			 errdetail("The outbox of expired subscriptions, subexpire_events, is not built yet."),
+			 errhint("Set emit_events to false.")));
+}
+
+/*
+ * Letters, digits, '_' and '-', 1 to 63 of them (the table's CHECK says the
+ * same, but is checked after this trigger): a name that is safe in a
+ * metric's label and in a log line.
+ */
+static void
+check_name(const char *name)
+{
+	size_t		len = strlen(name);
+	bool		ok = (len >= 1 && len <= SUBEXPIRE_RULE_NAME_MAX);
+
+	for (const char *c = name; ok && *c != '\0'; c++)
+		ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			(*c >= '0' && *c <= '9') || *c == '_' || *c == '-';
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("rule_name \"%s\" is not a valid rule name", name),
+				 errdetail("A rule's name is 1 to %d letters, digits, '_' or '-'.",
+						   SUBEXPIRE_RULE_NAME_MAX),
+				 errhint("Name the rule after the transition it makes: trial-end, grace_end.")));
+}
+
+PG_FUNCTION_INFO_V1(subexpire_rules_check);
+
+/*
+ * BEFORE INSERT OR UPDATE FOR EACH ROW on subexpire_rules: check the new
+ * row, and refuse it with the rule's error, or let it be written as it is.
+ */
+Datum
+subexpire_rules_check(PG_FUNCTION_ARGS)
+{
+	TriggerData *data = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	SubexpireRule *rule;
+	SubexpireTarget *target;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(data->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(data->tg_event) ||
+		TRIGGER_FIRED_BY_DELETE(data->tg_event))
+		elog(ERROR, "subexpire_rules_check() must be a BEFORE INSERT OR UPDATE row trigger");
+
+	tuple = TRIGGER_FIRED_BY_UPDATE(data->tg_event) ? data->tg_newtuple
+		: data->tg_trigtuple;
+	rule = subexpire_rule_from_tuple(tuple, RelationGetDescr(data->tg_relation));
+	check_name(rule->name);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	target = subexpire_open_target(rule, SUBEXPIRE_FOR_CHECK);
+	subexpire_close_target(target);
+	check_events(target);
+	SPI_finish();
+
+	return PointerGetDatum(tuple);
+}
