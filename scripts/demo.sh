@@ -5,8 +5,10 @@
 # extension, starts a PostgreSQL cluster of its own in a temporary
 # directory (on a unix socket there, nothing on the network), creates the
 # reference schema with sample subscriptions, and runs the job: a dry run,
-# the run, a second run that finds nothing left, and then the background
-# worker expiring subscriptions that fall due, on a 2-second schedule.  The cluster is
+# the run, a second run that finds nothing left, the background worker
+# expiring subscriptions that fall due, on a 2-second schedule, and three
+# lifecycle rules (a trial, a paid period and a grace period that end) in
+# one run.  The cluster is
 # removed at the end; pass --keep to keep it and get the psql command to
 # connect to it.  Works as root or as a user with sudo.
 set -euo pipefail
@@ -113,6 +115,48 @@ done
 psql_demo -c "SELECT run_id, trigger, status, expired_count, as_of
               FROM subexpire_runs WHERE trigger <> 'manual' AND expired_count > 0 ORDER BY run_id"
 psql_demo -c "SELECT status, count(*) AS subscriptions FROM subscriptions GROUP BY status ORDER BY status"
+
+echo "== lifecycle rules: a trial that ends, a paid period that ends, a grace period that ends"
+psql_demo -c "ALTER SYSTEM RESET subexpire.schedule" -c "SELECT pg_reload_conf()" >/dev/null
+psql_demo <<'SQL'
+ALTER TABLE subscriptions ADD COLUMN trial_ends_at timestamptz;
+-- 30 trials that ended, 20 that go on; 40 paid periods that ended
+-- yesterday, 25 that ended ten days ago (past a 7-day grace as well).
+INSERT INTO users (email) SELECT 'rules' || n || '@example.com' FROM generate_series(1, 115) AS n;
+INSERT INTO subscriptions (user_id, plan, status, trial_ends_at, expires_at, created_at, updated_at)
+SELECT u.id, 'premium',
+       CASE WHEN n <= 50 THEN 'trialing' ELSE 'active' END,
+       CASE WHEN n <= 30 THEN now() - interval '1 hour'
+            WHEN n <= 50 THEN now() + interval '5 days' END,
+       CASE WHEN n <= 50 THEN NULL
+            WHEN n <= 90 THEN now() - interval '1 day'
+            ELSE now() - interval '10 days' END,
+       now() - interval '1 month', now() - interval '1 month'
+FROM (SELECT id, split_part(right(email, -5), '@', 1)::int AS n
+      FROM users WHERE email LIKE 'rules%') AS u;
+
+INSERT INTO subexpire_rules (rule_name, target_table, from_status, to_status,
+                             expires_column, set_columns, run_order)
+VALUES ('trial-end', 'public.subscriptions', 'trialing', 'expired', 'trial_ends_at',
+        '{"plan": "free", "trial_ends_at": null}', 10);
+INSERT INTO subexpire_rules (rule_name, target_table, from_status, to_status,
+                             expires_column, run_order)
+VALUES ('period-end', 'public.subscriptions', 'active', 'past_due', 'expires_at', 20);
+INSERT INTO subexpire_rules (rule_name, target_table, from_status, to_status,
+                             expires_column, grace_period, set_columns, run_order)
+VALUES ('grace-end', 'public.subscriptions', 'past_due', 'canceled', 'expires_at',
+        '7 days', '{"plan": "free"}', 30);
+SQL
+psql_demo -c "SELECT rule_name, from_status, to_status, expires_column, grace_period, set_columns
+              FROM subexpire_rules ORDER BY run_order"
+echo "== what each rule would do now (subexpire_due)"
+psql_demo -c "SELECT * FROM subexpire_due()"
+echo "== one run makes them all, in run_order: a row past its period and its grace goes active, past_due, canceled"
+psql_demo -c "SELECT * FROM expire_subscriptions()"
+psql_demo -c "SELECT rule_name, expired_count FROM subexpire_run_rules
+              WHERE run_id = (SELECT max(run_id) FROM subexpire_runs) ORDER BY rule_name"
+psql_demo -c "SELECT status, plan, count(*) AS subscriptions FROM subscriptions s JOIN users u ON u.id = s.user_id
+              WHERE u.email LIKE 'rules%' GROUP BY 1, 2 ORDER BY 1, 2"
 
 if [ "$keep" = yes ]; then
     echo "== the cluster is kept; connect with:"

@@ -197,9 +197,21 @@ DROP TABLE doomed;
 SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
 SELECT check_name, status, detail FROM subexpire_health()
 WHERE check_name IN ('index', 'rules', 'target_settings') ORDER BY 1;
+-- It can be turned off (a disabled rule is checked when it is enabled).
+UPDATE subexpire_rules SET enabled = false WHERE rule_name = 'doomed';
+UPDATE subexpire_rules SET enabled = true WHERE rule_name = 'doomed';
 DELETE FROM subexpire_rules WHERE rule_name = 'doomed';
 SELECT check_name, status FROM subexpire_health()
 WHERE check_name IN ('index', 'rules', 'target_settings') ORDER BY 1;
+
+-- With rules but none enabled, runs expire nothing, and health says so.
+UPDATE subexpire_rules SET enabled = false;
+SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
+SELECT * FROM subexpire_due('2026-06-01 00:00+00');
+SELECT check_name, status, detail FROM subexpire_health()
+WHERE check_name IN ('index', 'rules') ORDER BY 1;
+SELECT due_now FROM subexpire_stats;
+UPDATE subexpire_rules SET enabled = true;
 
 -- Writing the rules: superusers, or a role granted it, who must itself be
 -- able to update the rule's table.  A caller of expire_subscriptions()

@@ -163,6 +163,13 @@ check_rules(HealthRows *rows)
 				  psprintf("the rules cannot be read: %s", error_text(error)));
 		return;
 	}
+	if (rules == NIL)
+	{
+		add_check(rows, "index", "ok", "no rule is enabled: nothing to search");
+		add_check(rows, "rules", "warning",
+				  "subexpire_rules has rules, but none is enabled, so runs expire nothing; enable one: UPDATE subexpire_rules SET enabled = true WHERE rule_name = ...");
+		return;
+	}
 	if (((SubexpireRule *) linitial(rules))->from_settings)
 	{
 		IndexCheck	check = {linitial(rules), false, NULL, NULL};

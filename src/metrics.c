@@ -82,21 +82,23 @@ count_due_step(void *arg)
 }
 
 /*
- * The rules, and what each has due now (in *dues, in the rules' order);
- * NIL when the rules cannot be read.
+ * The enabled rules, in *rules, and what each has due now, in *dues, in
+ * the same order; false when the rules cannot be read.
  */
-static List *
-count_due_now(int64 **dues)
+static bool
+count_due_now(List **rules, int64 **dues)
 {
 	DueNow		due = {NIL, NULL, 0};
 	ErrorData  *error = subexpire_try(load_rules_step, &due);
 	int			i = 0;
 	ListCell   *lc;
 
+	*rules = NIL;
+	*dues = NULL;
 	if (error != NULL)
 	{
 		FreeErrorData(error);
-		return NIL;
+		return false;
 	}
 	*dues = palloc(Max(list_length(due.rules), 1) * sizeof(int64));
 	foreach(lc, due.rules)
@@ -108,16 +110,20 @@ count_due_now(int64 **dues)
 			FreeErrorData(error);
 		(*dues)[i++] = error ? -1 : due.due;
 	}
-	return due.rules;
+	*rules = due.rules;
+	return true;
 }
 
-/* The sum of the rules' due rows, or -1 when any cannot be counted. */
+/*
+ * The sum of the rules' due rows, or -1 when the rules cannot be read or
+ * any of them cannot be counted.
+ */
 static int64
-total_due(List *rules, const int64 *dues)
+total_due(bool read, List *rules, const int64 *dues)
 {
 	int64		total = 0;
 
-	if (rules == NIL)
+	if (!read)
 		return -1;
 	for (int i = 0; i < list_length(rules); i++)
 	{
@@ -177,7 +183,8 @@ stats_internal(FunctionCallInfo fcinfo, StatsApiVersion api_version)
 	int			worker_pid;
 	TimestampTz next_run_at;
 	List	   *rules;
-	int64	   *dues = NULL;
+	int64	   *dues;
+	bool		rules_read;
 	int64		due;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -205,8 +212,8 @@ stats_internal(FunctionCallInfo fcinfo, StatsApiVersion api_version)
 	c = subexpire_stats_read();
 	memset(nulls, false, sizeof(nulls));
 	subexpire_scheduler_status(&worker_pid, &next_run_at);
-	rules = count_due_now(&dues);
-	due = total_due(rules, dues);
+	rules_read = count_due_now(&rules, &dues);
+	due = total_due(rules_read, rules, dues);
 
 	values[0] = Int64GetDatum(c.runs_total);
 	values[1] = Int64GetDatum(c.runs_failed);
@@ -399,9 +406,10 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 	StringInfoData out;
 	int			worker_pid;
 	TimestampTz next_run_at;
-	int64	   *dues = NULL;
-	List	   *rules = count_due_now(&dues);
-	int64		due = total_due(rules, dues);
+	List	   *rules;
+	int64	   *dues;
+	bool		rules_read = count_due_now(&rules, &dues);
+	int64		due = total_due(rules_read, rules, dues);
 	int64		cumulative = 0;
 
 	subexpire_scheduler_status(&worker_pid, &next_run_at);

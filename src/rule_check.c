@@ -11,7 +11,8 @@
  * every value of set_columns read with their columns' input functions (as
  * the table's owner), and the rights of the row's writer and of the
  * worker's role to update the table.  A writer of subexpire_rules who may
- * not update a table cannot make the worker update it.
+ * not update a table cannot make the worker update it.  A disabled rule
+ * is checked when it is enabled.
  *
  * IDENTIFICATION
  *	  src/rule_check.c
@@ -107,12 +108,19 @@ subexpire_rules_check(PG_FUNCTION_ARGS)
 	rule = subexpire_rule_from_tuple(tuple, RelationGetDescr(data->tg_relation));
 	check_name(rule->name);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	target = subexpire_open_target(rule, SUBEXPIRE_FOR_CHECK);
-	subexpire_close_target(target);
-	check_events(target);
-	SPI_finish();
+	/*
+	 * A disabled rule does not run, and is checked when it is enabled: a rule
+	 * whose table is gone can always be turned off.
+	 */
+	if (rule->enabled)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		target = subexpire_open_target(rule, SUBEXPIRE_FOR_CHECK);
+		subexpire_close_target(target);
+		check_events(target);
+		SPI_finish();
+	}
 
 	return PointerGetDatum(tuple);
 }

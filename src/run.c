@@ -60,7 +60,6 @@
 typedef struct RunRule
 {
 	SubexpireRule *rule;
-	char	   *table_name;		/* for its record: the table as opened */
 	SubexpireRunResult result;
 	SubexpireRunWrites *writes;
 	SubexpireDueRows *due_rows; /* worker: its lists of due rows */
@@ -158,7 +157,6 @@ set_rules(Run *run, List *rules, MemoryContext context)
 		RunRule    *rr = palloc0(sizeof(RunRule));
 
 		rr->rule = lfirst(lc);
-		rr->table_name = rr->rule->target_table;
 		rr->writes = subexpire_run_writes_create(context);
 		if (!run->in_caller_xact)
 			rr->due_rows = subexpire_due_rows_create(context);
@@ -342,7 +340,7 @@ finish_run(Run *run)
 			RunRule    *rr = lfirst(lc);
 
 			subexpire_record_rule_run(run->run_id, rr->rule->name,
-									  rr->table_name, &rr->result, NULL);
+									  rr->rule->target_table, &rr->result, NULL);
 		}
 	}
 	else
@@ -354,9 +352,13 @@ finish_run(Run *run)
 	return finished_at;
 }
 
-/* Each rule's count and failure, for the statistics. */
+/*
+ * Each rule's count and failure, for the statistics.  run_error, when the
+ * whole run failed, is the failure of every rule that has none of its own;
+ * a manual run that failed expired nothing.
+ */
 static SubexpireRuleCount *
-rule_counts(const Run *run, bool failed)
+rule_counts(const Run *run, const char *run_error)
 {
 	SubexpireRuleCount *counts = palloc0(Max(list_length(run->rules), 1) *
 										 sizeof(SubexpireRuleCount));
@@ -368,8 +370,8 @@ rule_counts(const Run *run, bool failed)
 		RunRule    *rr = lfirst(lc);
 
 		strlcpy(counts[i].rule_name, rr->rule->name, sizeof(counts[i].rule_name));
-		counts[i].expired = failed && run->in_caller_xact ? 0 : rr->result.expired_count;
-		counts[i].error = failed && run->in_caller_xact ? "the run failed" : rr->error;
+		counts[i].expired = (run_error && run->in_caller_xact) ? 0 : rr->result.expired_count;
+		counts[i].error = rr->error ? rr->error : run_error;
 		i++;
 	}
 	return counts;
@@ -383,7 +385,7 @@ rule_counts(const Run *run, bool failed)
 static void
 count_run(const Run *run, TimestampTz finished_at)
 {
-	SubexpireRuleCount *counts = rule_counts(run, false);
+	SubexpireRuleCount *counts = rule_counts(run, NULL);
 
 	if (run->in_caller_xact)
 		subexpire_stats_count_at_commit(run->started_at, finished_at,
@@ -444,7 +446,7 @@ record_failed_run(const Run *run, const char *message)
 static void
 fail_run(const Run *run, const ErrorData *edata)
 {
-	SubexpireRuleCount *counts = rule_counts(run, true);
+	SubexpireRuleCount *counts = rule_counts(run, edata->message);
 
 	if (run->in_caller_xact)
 	{
@@ -520,7 +522,7 @@ start_batched_run(Run *run)
 		RunRule    *rr = lfirst(lc);
 
 		subexpire_record_rule_run(run->run_id, rr->rule->name,
-								  rr->table_name, &none, NULL);
+								  rr->rule->target_table, &none, NULL);
 	}
 	subexpire_end_step();
 }
@@ -592,8 +594,6 @@ expire_listed_rows(Run *run, RunRule *rr)
 		target = subexpire_open_target(rr->rule, SUBEXPIRE_FOR_RUN);
 		if (first)
 		{
-			rr->table_name = MemoryContextStrdup(run->context,
-												 target->qualified_name);
 			if (target->distributed)
 				subexpire_keep_worker_connections();
 			if (rr->rule->max_expired_per_run > 0)
@@ -745,20 +745,22 @@ subexpire_run_in_batches(const char *trigger)
 /*
  * The run of expire_subscriptions(), in the caller's transaction: its
  * rules one after another, so that a row one rule moves is seen by the
- * rules after it.  Every lock wait of the run, its record's included, is
- * bounded by subexpire.lock_wait.  Returns how many rows it expired.
+ * rules after it.  Every lock wait of the run is bounded by
+ * subexpire.lock_wait: those of its rules by their targets (see
+ * subexpire_open_target()), its record's here.  Returns how many rows it
+ * expired.
  */
 static int64
 run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 {
 	MemoryContext run_context = CurrentMemoryContext;
 	Run		   *run = new_run("manual", as_of, started_at, true);
-	int			guc_level = subexpire_bound_lock_waits();
 
 	set_rules(run, rules, run_context);
 	PG_TRY();
 	{
 		int64		due = 0;
+		int			guc_level;
 		ListCell   *lc;
 
 		foreach(lc, run->rules)
@@ -782,12 +784,13 @@ run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 			SubexpireTarget *target = subexpire_open_target(rr->rule,
 															SUBEXPIRE_FOR_RUN);
 
-			rr->table_name = target->qualified_name;
 			rr->result = expire_rest(run, rr, target, false);
 			subexpire_close_target(target);
 			add_result(&run->total, &rr->result);
 		}
+		guc_level = subexpire_bound_lock_waits();
 		count_run(run, finish_run(run));
+		AtEOXact_GUC(true, guc_level);
 	}
 	PG_CATCH();
 	{
@@ -799,7 +802,6 @@ run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	AtEOXact_GUC(true, guc_level);
 	return run->total.expired_count;
 }
 

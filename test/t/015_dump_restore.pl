@@ -1,6 +1,7 @@
 # pg_dump of a database that uses subexpire, restored with pg_restore into
 # a fresh cluster, brings back the extension, the run history (and the
-# position of its run_id sequence) and the database-level settings.
+# position of its run_id sequence), the rules and their records, and the
+# database-level settings.
 use strict;
 use warnings;
 
@@ -30,7 +31,21 @@ $old->safe_psql('shop', q{
     SELECT expire_subscriptions();
     ALTER DATABASE shop SET subexpire.grace_period = '2h';
     ALTER DATABASE shop SET subexpire.alert_max_expired = 500;
+    INSERT INTO subexpire_rules (rule_name, target_table, set_columns, run_order)
+    VALUES ('period-end', 'public.subscriptions', '{"plan": "free"}', 5);
+    SELECT expire_subscriptions();
 });
+my $rules_query = q{
+    SELECT string_agg(rule_name || ':' || target_table || ':' || set_columns::text || ':' || run_order,
+                      ',' ORDER BY rule_name) FROM subexpire_rules};
+my $rules = $old->safe_psql('shop', $rules_query);
+is($rules, 'period-end:public.subscriptions:{"plan": "free"}:5', 'the database has a rule');
+my $rule_runs_query = q{
+    SELECT string_agg(run_id || ':' || rule_name || ':' || expired_count, ',' ORDER BY run_id)
+    FROM subexpire_run_rules};
+my $rule_runs = $old->safe_psql('shop', $rule_runs_query);
+is($rule_runs, '1:default:7,2:default:0,3:period-end:0',
+    'and the records of the rules of its runs: the settings\' rule, then the rule');
 my $history_query =
   "SELECT string_agg(run_id || ':' || trigger || ':' || status || ':' || expired_count || ':' || as_of, ',' ORDER BY run_id) FROM subexpire_runs";
 my $history = $old->safe_psql('shop', $history_query);
@@ -57,6 +72,8 @@ my ($default_version) =
 is($new->safe_psql('shop', "SELECT extversion FROM pg_extension WHERE extname = 'subexpire'"),
     $default_version, 'the extension is back');
 is($new->safe_psql('shop', $history_query), $history, 'the run history is back');
+is($new->safe_psql('shop', $rules_query), $rules, 'the rules are back');
+is($new->safe_psql('shop', $rule_runs_query), $rule_runs, "and the rules' records");
 is($new->safe_psql('postgres', $settings_query), $settings, 'the database-level settings are back');
 is($new->safe_psql('shop', 'SHOW subexpire.grace_period'), '2h', 'and in force');
 
@@ -64,7 +81,9 @@ is($new->safe_psql('shop', 'SHOW subexpire.grace_period'), '2h', 'and in force')
 $new->safe_psql('shop', "UPDATE subscriptions SET status = 'active', expires_at = now() - interval '1 day' WHERE status = 'expired'");
 is($new->safe_psql('shop', 'SELECT expired_count FROM expire_subscriptions()'),
     '7', 'a run after the restore expires the due rows');
+is($new->safe_psql('shop', "SELECT count(*) FROM subscriptions WHERE status = 'expired' AND plan = 'free'"),
+    '7', 'under the restored rule');
 is($new->safe_psql('shop', 'SELECT max(run_id) FROM subexpire_runs'),
-    '3', 'with the next run_id');
+    '4', 'with the next run_id');
 
 done_testing();

@@ -452,6 +452,13 @@ for my $v (@old)
         $node->safe_psql('postgres', "DROP DATABASE restored_grants_$db");
     }
 
+    # A grant of EXECUTE on expire_subscriptions(), which 2.0 replaces.
+    my $old_function = $node->safe_psql($db,
+        "SELECT to_regprocedure('expire_subscriptions(timestamptz, boolean)') IS NOT NULL") eq 't';
+    $node->safe_psql($db,
+        "GRANT EXECUTE ON FUNCTION expire_subscriptions(timestamptz, boolean) TO $watcher")
+      if $old_function;
+
     my $history = $node->safe_psql($db, $history_sql);
     my $next_id = $node->safe_psql($db,
         "SELECT last_value FROM subexpire_runs_run_id_seq");
@@ -459,6 +466,7 @@ for my $v (@old)
     # ---- the update ----
     ($ret, $stdout, $stderr) = $node->psql($db, 'ALTER EXTENSION subexpire UPDATE');
     is($ret, 0, "$v: ALTER EXTENSION subexpire UPDATE") or diag($stderr);
+    my $update_stderr = $stderr;
     is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'subexpire'"),
         $default_version, "$v: updated to $default_version");
 
@@ -500,6 +508,20 @@ for my $v (@old)
     {
         is( $node->safe_psql($db, "SET ROLE $watcher; SELECT count(*) FROM subexpire_stats"),
             '1', "$v: a grant on the function under subexpire_stats is kept");
+    }
+    if ($old_function)
+    {
+        like($update_stderr,
+            qr/WARNING:  expire_subscriptions\(\) gained the argument rule_name; $watcher may no longer execute it\n.*?\nHINT:  (GRANT EXECUTE ON FUNCTION public\.expire_subscriptions\(timestamptz, boolean, text\) TO $watcher;)/s,
+            "$v: the update warns that ${watcher}'s grant on expire_subscriptions() went, and says what to grant");
+        my ($grant) = $update_stderr =~ /HINT:  (GRANT EXECUTE ON FUNCTION public\.expire_subscriptions[^\n]*)/;
+        is( $node->safe_psql($db,
+                "SELECT has_function_privilege('$watcher', 'expire_subscriptions(timestamptz, boolean, text)', 'EXECUTE')"),
+            'f', "$v: indeed $watcher may not run it");
+        $node->safe_psql($db, $grant);
+        is( $node->safe_psql($db,
+                "SELECT has_function_privilege('$watcher', 'expire_subscriptions(timestamptz, boolean, text)', 'EXECUTE')"),
+            't', "$v: until the grant in the hint is made");
     }
     $node->safe_psql($db, "DROP VIEW my_stats; DROP OWNED BY $watcher; DROP ROLE $watcher");
 

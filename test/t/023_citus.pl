@@ -347,5 +347,55 @@ ok($coord->safe_psql('postgres', 'SELECT runs_total > 0 AND due_now = 0 FROM sub
 is( $coord->safe_psql('postgres', q{SELECT status FROM subexpire_health() WHERE check_name = 'index'}),
     'ok', 'subexpire_health() finds the index on the distributed table');
 
+# ---- rules on the distributed table ----
+
+# Two chained rules, the second with set_columns: by the function, then by
+# the worker's batches.
+$coord->safe_psql('postgres', q{
+    INSERT INTO subscriptions (user_id, status, plan, expires_at)
+    SELECT gen_random_uuid(), 'trialing', 'premium', now() - interval '1 day'
+    FROM generate_series(1, 3000);
+    INSERT INTO subexpire_rules (rule_name, target_table, from_status, to_status, run_order)
+    VALUES ('trial-end', 'public.subscriptions', 'trialing', 'lapsed', 10);
+    INSERT INTO subexpire_rules (rule_name, target_table, from_status, to_status,
+                                 set_columns, run_order)
+    VALUES ('lapse-end', 'public.subscriptions', 'lapsed', 'canceled', '{"plan": "free"}', 20);
+});
+is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
+    '6000', 'the function runs both rules on the distributed table: each row moved twice');
+is( $coord->safe_psql('postgres', q{
+        SELECT string_agg(rule_name || '=' || expired_count, ' ' ORDER BY rule_name)
+        FROM subexpire_run_rules WHERE run_id = (SELECT max(run_id) FROM subexpire_runs)}),
+    'lapse-end=3000 trial-end=3000', "each rule's record counts its rows");
+is( $coord->safe_psql('postgres',
+        "SELECT count(*) FROM subscriptions WHERE status = 'canceled' AND plan = 'free'"),
+    '3000', 'with the plan set by set_columns on the shards');
+
+$coord->safe_psql('postgres', q{
+    INSERT INTO subscriptions (user_id, status, plan, expires_at)
+    SELECT gen_random_uuid(), 'trialing', 'premium', now() - interval '1 day'
+    FROM generate_series(1, 3000);
+});
+$before = $coord->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs');
+$coord->append_conf('postgresql.conf', "subexpire.enabled = on\n");
+$coord->reload;
+ok( $coord->poll_query_until('postgres', qq{
+        SELECT count(*) > 0 FROM subexpire_runs
+        WHERE run_id > $before AND status <> 'running' AND expired_count > 0}),
+    'a worker run expired rows under the rules');
+$coord->append_conf('postgresql.conf', "subexpire.enabled = off\n");
+$coord->reload;
+my $rules_run = $coord->safe_psql('postgres', qq{
+    SELECT min(run_id) FROM subexpire_runs
+    WHERE run_id > $before AND status <> 'running' AND expired_count > 0});
+is( $coord->safe_psql('postgres', qq{
+        SELECT r.status || ' ' || string_agg(rr.rule_name || '=' || rr.expired_count, ' ' ORDER BY rr.rule_name)
+        FROM subexpire_runs r JOIN subexpire_run_rules rr USING (run_id)
+        WHERE run_id = $rules_run GROUP BY r.status}),
+    'succeeded lapse-end=3000 trial-end=3000', "the worker's batches ran both rules, each counted");
+is( $coord->safe_psql('postgres',
+        "SELECT count(*) FROM subscriptions WHERE status IN ('trialing', 'lapsed')"),
+    '0', 'no row is left between the rules');
+
 $_->stop for reverse @nodes;
 done_testing();
