@@ -435,7 +435,8 @@ check_tables(SubexpireTarget *target, LOCKMODE lockmode)
 					 errmsg("cannot expire subscriptions in foreign table %s, a partition of %s",
 							subexpire_relation_name(relid), target->qualified_name),
 					 errdetail("Rows of a foreign table can be neither locked nor counted as the run needs; every run refuses such a partition."),
-					 errhint("Expire them on the server that holds them, and detach the foreign partition from the table that subexpire.target_table names.")));
+					 errhint("Expire them on the server that holds them, and detach the foreign partition from the table that %s names.",
+							 subexpire_rule_field(target->rule, "target_table"))));
 		if (rel->rd_rules != NULL)
 		{
 			for (int i = 0; i < rel->rd_rules->numLocks; i++)

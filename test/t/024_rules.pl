@@ -3,8 +3,10 @@
 # the same run; each rule's record counts exactly its rows.  A rule that
 # fails (its table dropped, a trigger that raises) leaves the others to
 # run and commit, and the run says failed; a disabled rule does not run.
-# A SIGKILL of the run worker in the middle of a rule loses no committed
-# batch of any rule.
+# A locked row is left and counted under its rule, by the function and by
+# the worker.  A rule is refused when the worker's role may not update its
+# table.  A SIGKILL of the run worker in the middle of a rule loses no
+# committed batch of any rule.
 use strict;
 use warnings;
 
@@ -210,6 +212,54 @@ like( $node->safe_psql('postgres', q{
 $node->safe_psql('postgres', q{
     DELETE FROM subexpire_rules WHERE rule_name IN ('doomed', 'raising', 'off');
 });
+
+# ---- a row held locked under one rule ----
+
+# The function and the worker both leave it, count it as skipped under
+# its rule, and expire the rest.
+$node->safe_psql('postgres', 'TRUNCATE changes; DELETE FROM accounts');
+reload_with($node, 'subexpire.lock_wait', '200ms');
+add_accounts(3000);
+my $app = $node->background_psql('postgres');
+$app->query_safe("BEGIN; SELECT 1 FROM accounts WHERE id = 3001 FOR UPDATE");
+$node->safe_psql('postgres', 'SELECT expire_subscriptions()');
+is( $node->safe_psql('postgres', q{
+        SELECT string_agg(rule_name || '=' || expired_count || '/' || skipped_locked, ' ' ORDER BY rule_name)
+        FROM subexpire_run_rules WHERE run_id = (SELECT max(run_id) FROM subexpire_runs)}),
+    'grace-end=250/0 period-end=400/0 trial-end=199/1',
+    'the function left the locked trial, counted under trial-end, and expired the rest');
+$node->safe_psql('postgres', q{
+    UPDATE accounts SET status = 'trialing', plan = 'premium', trial_ends_at = now() - interval '1 day'
+    WHERE id BETWEEN 3002 AND 3200;
+});
+my $locked_run = one_run_after($node->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs'));
+is( $node->safe_psql('postgres', qq{
+        SELECT string_agg(rule_name || '=' || expired_count || '/' || skipped_locked, ' ' ORDER BY rule_name)
+        FROM subexpire_run_rules WHERE run_id = $locked_run}),
+    'grace-end=0/0 period-end=0/0 trial-end=199/1',
+    "the worker's batches left it too, and counted it");
+$app->query_safe('COMMIT');
+$app->quit;
+$node->safe_psql('postgres', 'SELECT expire_subscriptions()');
+is($node->safe_psql('postgres', "SELECT status FROM accounts WHERE id = 3001"),
+    'expired', 'once released, the next run expires it');
+
+# ---- the worker's role must be able to update a rule's table ----
+
+$node->safe_psql('postgres', q{
+    CREATE ROLE rules_worker LOGIN;
+    CREATE TABLE private (status text, expires_at timestamptz, updated_at timestamptz);
+    GRANT SELECT, UPDATE ON accounts, changes TO rules_worker;
+});
+reload_with($node, 'subexpire.role', 'rules_worker');
+my ($ret, $stdout, $stderr) = $node->psql('postgres', q{
+    INSERT INTO subexpire_rules (rule_name, target_table) VALUES ('private', 'public.private')});
+like($stderr,
+    qr/permission denied to expire subscriptions in table public\.private\nDETAIL:  The worker's role, subexpire\.role, needs the rights to read and update that table, and role "rules_worker" does not have them/,
+    "a rule on a table that the worker's role may not update is refused, even from a superuser");
+is($node->safe_psql('postgres', "SELECT count(*) FROM subexpire_rules WHERE rule_name = 'private'"),
+    '0', 'and not written');
+reload_with($node, 'subexpire.role', '');
 
 # ---- SIGKILL of the run worker in the middle of a rule ----
 
