@@ -617,12 +617,16 @@ expire_listed_rows(Run *run, RunRule *rr)
 
 /*
  * A rule's last transaction: it comes back for the listed rows the
- * batches could not take, and brings the records up to date.
+ * batches could not take, and brings the records up to date; for the
+ * run's last rule, it also finishes the run (finish_run()), so that the
+ * last rows and the record that says the run is over commit together.
+ * Returns whether it finished the run.
  */
-static void
-finish_batched_rule(Run *run, RunRule *rr)
+static bool
+finish_batched_rule(Run *run, RunRule *rr, bool last_rule)
 {
 	TimestampTz step_started_at = GetCurrentTimestamp();
+	TimestampTz finished_at = 0;
 	SubexpireTarget *target;
 	SubexpireRunResult added;
 
@@ -642,10 +646,15 @@ finish_batched_rule(Run *run, RunRule *rr)
 						   GetCurrentTimestamp() - step_started_at);
 	subexpire_update_run(run->run_id, &added, NULL, NULL, run->longest);
 	subexpire_update_rule_run(run->run_id, rr->rule->name, &added, NULL);
-	subexpire_end_step();
 	add_result(&rr->result, &added);
 	add_result(&run->total, &added);
+	if (last_rule)
+		finished_at = finish_run(run);
+	subexpire_end_step();
 	run->committed = run->total.expired_count;
+	if (last_rule)
+		count_run(run, finished_at);
+	return last_rule;
 }
 
 /*
@@ -691,6 +700,7 @@ subexpire_run_in_batches(const char *trigger)
 	MemoryContext run_context = CurrentMemoryContext;
 	Run		   *run = new_run(trigger, now, now, false);
 	ErrorData  *volatile error = NULL;
+	volatile bool finished = false;
 
 	PG_TRY();
 	{
@@ -700,11 +710,12 @@ subexpire_run_in_batches(const char *trigger)
 		foreach(lc, run->rules)
 		{
 			RunRule    *rr = lfirst(lc);
+			bool		last_rule = (lnext(run->rules, lc) == NULL);
 
 			PG_TRY();
 			{
 				expire_listed_rows(run, rr);
-				finish_batched_rule(run, rr);
+				finished = finish_batched_rule(run, rr, last_rule);
 			}
 			PG_CATCH();
 			{
@@ -718,12 +729,14 @@ subexpire_run_in_batches(const char *trigger)
 			}
 			PG_END_TRY();
 		}
-		if (run->rules_failed == list_length(run->rules) && error != NULL)
+		/* Unless its last rule finished it: */
+		if (!finished && run->rules_failed == list_length(run->rules) &&
+			error != NULL)
 		{
 			/* Nothing succeeded: the run failed, as a run of 1.x did. */
 			fail_run(run, error);
 		}
-		else
+		else if (!finished)
 		{
 			subexpire_begin_step("subexpire: finishing the run");
 			count_run(run, finish_run(run));
