@@ -127,12 +127,6 @@ index_step(void *arg)
 	SPI_finish();
 }
 
-static void
-load_rules_step(void *arg)
-{
-	*(List **) arg = subexpire_load_rules(NULL);
-}
-
 static char *
 error_text(const ErrorData *error)
 {
@@ -141,17 +135,50 @@ error_text(const ErrorData *error)
 }
 
 /*
+ * target_settings: with rules in subexpire_rules, the subexpire.* target
+ * settings are not used; one that was changed from its default was meant
+ * for something, and is not doing it.
+ */
+static void
+target_settings_check(HealthRows *rows)
+{
+	char	   *changed = NULL;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute("SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM pg_catalog.pg_settings "
+					 "WHERE name OPERATOR(pg_catalog.=) ANY ('{subexpire.target_table, subexpire.status_column, "
+					 "subexpire.expires_column, subexpire.updated_column, subexpire.active_status, "
+					 "subexpire.expired_status, subexpire.grace_period}') "
+					 "AND source OPERATOR(pg_catalog.<>) 'default'", true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the target settings failed: %s",
+			 SPI_result_code_string(rc));
+	changed = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (changed != NULL)
+		add_check(rows, "target_settings", "warning",
+				  psprintf("subexpire_rules defines the rules, so these settings, changed from their defaults, are not used: %s; reset them, or write the rule they describe into subexpire_rules",
+						   changed));
+	else
+		add_check(rows, "target_settings", "ok",
+				  "subexpire_rules defines the rules; the target settings are at their defaults");
+	SPI_finish();
+}
+
+/*
  * The index check, on each rule's table, and the rules check: can every
  * enabled rule run (its table, columns and values still as it needs)?  A
  * rule that cannot be resolved is reported, not raised.  With the one rule
  * of the settings, one row "index" says all, as in 1.x; with rules in
- * subexpire_rules, "index" sums them up and "rules" follows.
+ * subexpire_rules, "index" sums them up, and "rules" and "target_settings"
+ * follow.
  */
 static void
 check_rules(HealthRows *rows)
 {
-	List	   *rules = NIL;
-	ErrorData  *error = subexpire_try(load_rules_step, &rules);
+	List	   *rules;
+	ErrorData  *error = subexpire_try_load_rules(&rules);
 	StringInfoData missing;
 	StringInfoData broken;
 	int			nbroken = 0;
@@ -168,9 +195,10 @@ check_rules(HealthRows *rows)
 		add_check(rows, "index", "ok", "no rule is enabled: nothing to search");
 		add_check(rows, "rules", "warning",
 				  "subexpire_rules has rules, but none is enabled, so runs expire nothing; enable one: UPDATE subexpire_rules SET enabled = true WHERE rule_name = ...");
+		target_settings_check(rows);
 		return;
 	}
-	if (((SubexpireRule *) linitial(rules))->from_settings)
+	if (subexpire_rules_are_the_settings(rules))
 	{
 		IndexCheck	check = {linitial(rules), false, NULL, NULL};
 
@@ -220,38 +248,7 @@ check_rules(HealthRows *rows)
 	else
 		add_check(rows, "rules", "ok",
 				  psprintf("every enabled rule (%d) can run", list_length(rules)));
-}
-
-/*
- * target_settings: with rules in subexpire_rules, the subexpire.* target
- * settings are not used; one that was changed from its default was meant
- * for something, and is not doing it.
- */
-static void
-target_settings_check(HealthRows *rows)
-{
-	char	   *changed = NULL;
-	int			rc;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute("SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM pg_catalog.pg_settings "
-					 "WHERE name OPERATOR(pg_catalog.=) ANY ('{subexpire.target_table, subexpire.status_column, "
-					 "subexpire.expires_column, subexpire.updated_column, subexpire.active_status, "
-					 "subexpire.expired_status, subexpire.grace_period}') "
-					 "AND source OPERATOR(pg_catalog.<>) 'default'", true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "reading the target settings failed: %s",
-			 SPI_result_code_string(rc));
-	changed = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (changed != NULL)
-		add_check(rows, "target_settings", "warning",
-				  psprintf("subexpire_rules defines the rules, so these settings, changed from their defaults, are not used: %s; reset them, or write the rule they describe into subexpire_rules",
-						   changed));
-	else
-		add_check(rows, "target_settings", "ok",
-				  "subexpire_rules defines the rules; the target settings are at their defaults");
-	SPI_finish();
+	target_settings_check(rows);
 }
 
 /* last_run: the last run failed. */
@@ -344,7 +341,5 @@ subexpire_health(PG_FUNCTION_ARGS)
 	no_expiry_check(&rows, &c, now);
 	excessive_expiry_check(&rows, &c);
 	check_rules(&rows);
-	if (subexpire_rules_defined())
-		target_settings_check(&rows);
 	return (Datum) 0;
 }

@@ -60,14 +60,6 @@ typedef struct DueNow
 } DueNow;
 
 static void
-load_rules_step(void *arg)
-{
-	DueNow	   *due = arg;
-
-	due->rules = subexpire_load_rules(NULL);
-}
-
-static void
 count_due_step(void *arg)
 {
 	DueNow	   *due = arg;
@@ -89,7 +81,7 @@ static bool
 count_due_now(List **rules, int64 **dues)
 {
 	DueNow		due = {NIL, NULL, 0};
-	ErrorData  *error = subexpire_try(load_rules_step, &due);
+	ErrorData  *error = subexpire_try_load_rules(&due.rules);
 	int			i = 0;
 	ListCell   *lc;
 
@@ -476,7 +468,7 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 	appendStringInfo(&out, "subscription_expiry_next_run_timestamp_seconds %.3f\n",
 					 unix_seconds(next_run_at));
 
-	if (subexpire_rules_defined())
+	if (rules_read && !subexpire_rules_are_the_settings(rules))
 		append_rule_metrics(&out, rules, dues);
 
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));

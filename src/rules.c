@@ -38,6 +38,7 @@
 #include "extension.h"
 #include "rules.h"
 #include "settings.h"
+#include "subxact.h"
 
 #define RULES_TABLE "subexpire_rules"
 
@@ -278,13 +279,34 @@ compare_rules(const ListCell *a, const ListCell *b)
 	return strcmp(ra->name, rb->name);
 }
 
-/* Does subexpire_rules hold any rule?  Then the target settings are unused. */
-bool
-subexpire_rules_defined(void)
+static void
+load_rules_step(void *arg)
 {
-	Oid			relid = rules_table();
+	*(List **) arg = subexpire_load_rules(NULL);
+}
 
-	return OidIsValid(relid) && read_rules(relid) != NIL;
+/*
+ * The enabled rules, for monitoring, which must keep working when the job
+ * cannot: NULL with them in *rules, or the error that reading them raised
+ * (subexpire_rules damaged by hand, say), with *rules NIL.
+ */
+ErrorData *
+subexpire_try_load_rules(List **rules)
+{
+	*rules = NIL;
+	return subexpire_try(load_rules_step, rules);
+}
+
+/*
+ * Are these rules, from subexpire_load_rules(), the one rule of the
+ * settings?  Otherwise subexpire_rules defines the job (it may have rules
+ * of which none is enabled), and the target settings are not used.
+ */
+bool
+subexpire_rules_are_the_settings(const List *rules)
+{
+	return list_length(rules) == 1 &&
+		((const SubexpireRule *) linitial(rules))->from_settings;
 }
 
 /*

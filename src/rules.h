@@ -16,6 +16,7 @@
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
+#include "utils/elog.h"
 
 /* The name of the rule that the settings describe. */
 #define SUBEXPIRE_DEFAULT_RULE "default"
@@ -55,7 +56,8 @@ typedef struct SubexpireRule
 } SubexpireRule;
 
 extern List *subexpire_load_rules(const char *only);
-extern bool subexpire_rules_defined(void);
+extern ErrorData *subexpire_try_load_rules(List **rules);
+extern bool subexpire_rules_are_the_settings(const List *rules);
 extern SubexpireRule *subexpire_rule_from_tuple(HeapTuple tuple,
 												TupleDesc desc);
 extern char *subexpire_rule_field(const SubexpireRule *rule,

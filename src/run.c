@@ -82,8 +82,6 @@ typedef struct Run
 	int64		longest;		/* worker: the longest batch that expired
 								 * rows, in microseconds; -1: none */
 	MemoryContext context;		/* lives as long as the run */
-	RunRule    *first_failure;	/* worker: the first rule that failed */
-	int			rules_failed;
 } Run;
 
 /* ---- the worker's steps ---- */
@@ -147,9 +145,9 @@ subexpire_catch_step_error(MemoryContext context)
 
 /* The rules the run makes, each with its own writes and lists. */
 static void
-set_rules(Run *run, List *rules, MemoryContext context)
+set_rules(Run *run, List *rules)
 {
-	MemoryContext old = MemoryContextSwitchTo(context);
+	MemoryContext old = MemoryContextSwitchTo(run->context);
 	ListCell   *lc;
 
 	foreach(lc, rules)
@@ -157,9 +155,9 @@ set_rules(Run *run, List *rules, MemoryContext context)
 		RunRule    *rr = palloc0(sizeof(RunRule));
 
 		rr->rule = lfirst(lc);
-		rr->writes = subexpire_run_writes_create(context);
+		rr->writes = subexpire_run_writes_create(run->context);
 		if (!run->in_caller_xact)
-			rr->due_rows = subexpire_due_rows_create(context);
+			rr->due_rows = subexpire_due_rows_create(run->context);
 		run->rules = lappend(run->rules, rr);
 	}
 	MemoryContextSwitchTo(old);
@@ -206,10 +204,14 @@ check_limit(int64 count, TimestampTz as_of, const SubexpireRule *rule)
 				 : errhint("Check the clock and the expiry data.  If the number is right, raise subexpire.max_expired_per_run, or set it to 0 for this run.")));
 }
 
-/* The rows a rule has due at a cutoff, for the guards. */
+/*
+ * The rows a rule has due at a cutoff: for the guards of a run, or for a
+ * dry run, counted as the caller.
+ */
 typedef struct RuleDue
 {
 	const SubexpireRule *rule;
+	SubexpireAccess access;
 	TimestampTz as_of;
 	int64		due;
 } RuleDue;
@@ -219,7 +221,7 @@ count_rule_due(void *arg)
 {
 	RuleDue    *count = arg;
 	SubexpireTarget *target = subexpire_open_target(count->rule,
-													SUBEXPIRE_FOR_RUN);
+													count->access);
 
 	count->due = subexpire_count_due(target, count->as_of);
 	subexpire_close_target(target);
@@ -296,16 +298,40 @@ announce_run(const Run *run, TimestampTz finished_at)
 	}
 }
 
+/*
+ * How many of a worker run's rules failed, and in *first the first of
+ * them.
+ */
+static int
+failed_rules(const Run *run, const RunRule **first)
+{
+	int			failed = 0;
+	ListCell   *lc;
+
+	*first = NULL;
+	foreach(lc, run->rules)
+	{
+		const RunRule *rr = lfirst(lc);
+
+		if (rr->error == NULL)
+			continue;
+		if (failed++ == 0)
+			*first = rr;
+	}
+	return failed;
+}
+
 /* The error a worker run failed with, when one of its rules failed. */
 static char *
 run_failure_message(const Run *run)
 {
-	if (run->first_failure == NULL)
+	const RunRule *first;
+
+	if (failed_rules(run, &first) == 0)
 		return NULL;
 	if (list_length(run->rules) == 1)
-		return run->first_failure->error;
-	return psprintf("rule \"%s\" failed: %s",
-					run->first_failure->rule->name, run->first_failure->error);
+		return first->error;
+	return psprintf("rule \"%s\" failed: %s", first->rule->name, first->error);
 }
 
 /*
@@ -496,14 +522,15 @@ start_batched_run(Run *run)
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->context);
 
-		set_rules(run, subexpire_load_rules(NULL), run->context);
+		set_rules(run, subexpire_load_rules(NULL));
 		MemoryContextSwitchTo(old);
 	}
 	if (subexpire_max_expired_per_run > 0)
 	{
 		foreach(lc, run->rules)
 		{
-			RuleDue		count = {((RunRule *) lfirst(lc))->rule, run->as_of, 0};
+			RuleDue		count = {((RunRule *) lfirst(lc))->rule, SUBEXPIRE_FOR_RUN,
+			run->as_of, 0};
 			ErrorData  *error = subexpire_try(count_rule_due, &count);
 
 			/* A rule that cannot be counted fails on its own, in its turn. */
@@ -669,9 +696,6 @@ fail_batched_rule(Run *run, RunRule *rr, ErrorData *edata)
 	SubexpireRunResult none = {0, 0, 0};
 
 	rr->error = MemoryContextStrdup(run->context, edata->message);
-	if (run->first_failure == NULL)
-		run->first_failure = rr;
-	run->rules_failed++;
 	/* A run of one rule says it as the run's failure (fail_run()). */
 	if (list_length(run->rules) > 1)
 		ereport(LOG,
@@ -704,6 +728,7 @@ subexpire_run_in_batches(const char *trigger)
 
 	PG_TRY();
 	{
+		const RunRule *first;
 		ListCell   *lc;
 
 		start_batched_run(run);
@@ -730,8 +755,8 @@ subexpire_run_in_batches(const char *trigger)
 			PG_END_TRY();
 		}
 		/* Unless its last rule finished it: */
-		if (!finished && run->rules_failed == list_length(run->rules) &&
-			error != NULL)
+		if (!finished && run->rules != NIL &&
+			failed_rules(run, &first) == list_length(run->rules))
 		{
 			/* Nothing succeeded: the run failed, as a run of 1.x did. */
 			fail_run(run, error);
@@ -769,7 +794,7 @@ run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 	MemoryContext run_context = CurrentMemoryContext;
 	Run		   *run = new_run("manual", as_of, started_at, true);
 
-	set_rules(run, rules, run_context);
+	set_rules(run, rules);
 	PG_TRY();
 	{
 		int64		due = 0;
@@ -779,7 +804,7 @@ run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 		foreach(lc, run->rules)
 		{
 			RunRule    *rr = lfirst(lc);
-			RuleDue		count = {rr->rule, as_of, 0};
+			RuleDue		count = {rr->rule, SUBEXPIRE_FOR_RUN, as_of, 0};
 
 			if (rr->rule->max_expired_per_run > 0 ||
 				subexpire_max_expired_per_run > 0)
@@ -856,31 +881,21 @@ check_arguments(FunctionCallInfo fcinfo, TimestampTz *as_of, bool *dry_run)
 }
 
 /*
- * The rules of a call: every enabled rule, or the one named.  A caller who
+ * The rules of a run: every enabled rule, or the one named.  A caller who
  * may not run every one of them (no rights on a table, a table that does
- * not exist) is refused here, before a run has started: nothing is
+ * not exist) is refused here, before the run has started: nothing is
  * recorded or counted, since no run took place.
  */
 static List *
-call_rules(const char *rule_name, SubexpireAccess access)
+rules_of_run(const char *rule_name)
 {
 	List	   *rules = subexpire_load_rules(rule_name);
 	ListCell   *lc;
 
 	foreach(lc, rules)
-		subexpire_close_target(subexpire_open_target(lfirst(lc), access));
+		subexpire_close_target(subexpire_open_target(lfirst(lc),
+													 SUBEXPIRE_FOR_RUN));
 	return rules;
-}
-
-/* The rows a rule has due at as_of, counted as the caller. */
-static int64
-count_due_as_caller(const SubexpireRule *rule, TimestampTz as_of)
-{
-	SubexpireTarget *target = subexpire_open_target(rule, SUBEXPIRE_FOR_COUNT);
-	int64		due = subexpire_count_due(target, as_of);
-
-	subexpire_close_target(target);
-	return due;
 }
 
 PG_FUNCTION_INFO_V1(expire_subscriptions);
@@ -906,7 +921,6 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 	char	   *rule_name = NULL;
 	TupleDesc	tupdesc;
 	Tuplestorestate *tupstore;
-	List	   *rules;
 	int64		expired = 0;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
@@ -918,16 +932,21 @@ expire_subscriptions(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	rules = call_rules(rule_name, dry_run ? SUBEXPIRE_FOR_COUNT : SUBEXPIRE_FOR_RUN);
 	if (dry_run)
 	{
 		ListCell   *lc;
 
-		foreach(lc, rules)
-			expired += count_due_as_caller(lfirst(lc), as_of);
+		foreach(lc, subexpire_load_rules(rule_name))
+		{
+			RuleDue		count = {lfirst(lc), SUBEXPIRE_FOR_COUNT, as_of, 0};
+
+			count_rule_due(&count);
+			expired += count.due;
+		}
 	}
 	else
-		expired = run_in_caller_xact(rules, as_of, started_at);
+		expired = run_in_caller_xact(rules_of_run(rule_name), as_of,
+									 started_at);
 	SPI_finish();
 
 	/* One row: (expired_count, processed_at). */
@@ -954,7 +973,6 @@ subexpire_due(PG_FUNCTION_ARGS)
 	TimestampTz as_of;
 	TupleDesc	tupdesc;
 	Tuplestorestate *tupstore;
-	List	   *rules;
 	ListCell   *lc;
 
 	if (PG_ARGISNULL(0))
@@ -973,8 +991,7 @@ subexpire_due(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	rules = call_rules(NULL, SUBEXPIRE_FOR_COUNT);
-	foreach(lc, rules)
+	foreach(lc, subexpire_load_rules(NULL))
 	{
 		SubexpireRule *rule = lfirst(lc);
 		SubexpireTarget *target = subexpire_open_target(rule, SUBEXPIRE_FOR_COUNT);

@@ -255,8 +255,7 @@ target_ready(const char *trigger)
 
 		subexpire_begin_step("subexpire: checking the target");
 		rules = subexpire_load_rules(NULL);
-		if (list_length(rules) == 1 &&
-			((SubexpireRule *) linitial(rules))->from_settings)
+		if (subexpire_rules_are_the_settings(rules))
 			subexpire_close_target(subexpire_open_target(linitial(rules),
 														 SUBEXPIRE_FOR_RUN));
 		subexpire_end_step();
