@@ -173,6 +173,9 @@ INSERT INTO subexpire_rules (rule_name, target_table, expires_column, set_column
 VALUES ('t', 'public.accounts', 'ends_at', '{"seats": null}');
 INSERT INTO subexpire_rules (rule_name, target_table, expires_column, set_columns)
 VALUES ('t', 'public.accounts', 'ends_at', '{"plan": {"name": "free"}}');
+INSERT INTO subexpire_rules (rule_name, target_table, expires_column, set_columns)
+SELECT 't', 'public.accounts', 'ends_at', jsonb_object_agg('c' || g, 1)
+FROM generate_series(1, 65) AS g;
 INSERT INTO subexpire_rules (rule_name, target_table, expires_column, grace_period)
 VALUES ('t', 'public.accounts', 'ends_at', '-1 day');
 INSERT INTO subexpire_rules (rule_name, target_table, expires_column, updated_column)
@@ -203,6 +206,10 @@ UPDATE subexpire_rules SET enabled = true WHERE rule_name = 'doomed';
 DELETE FROM subexpire_rules WHERE rule_name = 'doomed';
 SELECT check_name, status FROM subexpire_health()
 WHERE check_name IN ('index', 'rules', 'target_settings') ORDER BY 1;
+-- A target setting changed while rules define the job: health says so.
+SET subexpire.target_table = 'public.accounts';
+SELECT status, detail FROM subexpire_health() WHERE check_name = 'target_settings';
+RESET subexpire.target_table;
 
 -- With rules but none enabled, runs expire nothing, and health says so.
 UPDATE subexpire_rules SET enabled = false;
@@ -247,6 +254,16 @@ SET ROLE regress_subexpire_runner;
 SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
 RESET ROLE;
 
+-- A manual run that rolls back counts as failed for each of its rules.
+SELECT rule_name, runs_failed FROM subexpire_rule_stats() WHERE rule_name IN ('lic', 'mine') ORDER BY 1;
+BEGIN;
+SELECT expired_count FROM expire_subscriptions('2026-06-01 00:00+00');
+ROLLBACK;
+SELECT rule_name, runs_failed, last_error FROM subexpire_rule_stats() WHERE rule_name IN ('lic', 'mine') ORDER BY 1;
+
+-- subexpire_due() is for superusers and whom they grant it.
+SELECT has_function_privilege('public', 'subexpire_due(timestamptz)', 'EXECUTE') AS public_may_count;
+
 -- pg_monitor reads the rules and their records; PUBLIC does not.
 SELECT has_table_privilege('public', 'subexpire_rules', 'SELECT') AS public_reads_rules,
        has_table_privilege('pg_monitor', 'subexpire_rules', 'SELECT') AS monitor_reads_rules,
@@ -257,6 +274,15 @@ SELECT has_table_privilege('public', 'subexpire_rules', 'SELECT') AS public_read
 SELECT line FROM regexp_split_to_table(subexpire_metrics(), '\n') AS line
 WHERE line LIKE 'subscription_expiry_rule_expired_total{%' OR line LIKE 'subscription_expiry_rule_due{%'
 ORDER BY 1;
+
+-- The statistics keep 64 rules: 65 more rules run, and 64 are kept.
+DELETE FROM subexpire_rules;
+INSERT INTO subexpire_rules (rule_name, target_table, from_status, to_status, expires_column)
+SELECT 'many-' || g, 'public.accounts', 'state-' || g, 'gone', 'ends_at'
+FROM generate_series(1, 65) AS g;
+SELECT expired_count FROM expire_subscriptions('2026-06-01 00:00+00');
+SELECT count(*) AS rules_counted, count(*) FILTER (WHERE rule_name LIKE 'many-%') AS of_the_new
+FROM subexpire_rule_stats();
 
 DELETE FROM subexpire_rules;
 REVOKE ALL ON accounts, licences FROM regress_subexpire_ruler, regress_subexpire_runner;

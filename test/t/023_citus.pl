@@ -361,6 +361,11 @@ $coord->safe_psql('postgres', q{
                                  set_columns, run_order)
     VALUES ('lapse-end', 'public.subscriptions', 'lapsed', 'canceled', '{"plan": "free"}', 20);
 });
+my ($citus_ret, $citus_out, $citus_err) = $coord->psql('postgres', q{
+    INSERT INTO subexpire_rules (rule_name, target_table, set_columns)
+    VALUES ('move', 'public.subscriptions', '{"user_id": "00000000-0000-0000-0000-000000000000"}')});
+like($citus_err, qr/cannot set column "user_id" of public\.subscriptions: it is the table's distribution column/,
+    'set_columns may not name the distribution column');
 is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
     '6000', 'the function runs both rules on the distributed table: each row moved twice');
 is( $coord->safe_psql('postgres', q{

@@ -163,6 +163,16 @@ like($node->safe_psql('postgres', 'SELECT subexpire_metrics()'),
     'the metrics carry each rule');
 like($node->safe_psql('postgres', 'SELECT subexpire_metrics()'),
     qr/^subscription_expiry_total 850$/m, 'and the 1.x series their sum');
+ok($node->log_contains(qr/LOG:  subexpire: schedule run $run expired 850 subscriptions due at .* under 3 rules/),
+    'the run\'s log line says how many rules it made');
+# The rules' statistics survive a clean restart (the statistics file).
+my $rule_stats = q{
+    SELECT string_agg(rule_name || '=' || runs_total || '/' || expired_total, ', ' ORDER BY rule_name)
+    FROM subexpire_rule_stats()};
+my $stats_before = $node->safe_psql('postgres', $rule_stats);
+$node->restart;
+is($node->safe_psql('postgres', $rule_stats), $stats_before,
+    "the rules' statistics are kept across a clean restart");
 
 # ---- a rule that fails, and one that is disabled ----
 
