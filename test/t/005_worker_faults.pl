@@ -167,6 +167,9 @@ is( $node->safe_psql('postgres', q{
         SELECT format('%s/%s', "trigger", status) FROM subexpire_runs
         WHERE expired_count > 0 ORDER BY run_id DESC LIMIT 1}),
     'schedule/succeeded', 'missing role: in a scheduled run that succeeded');
+# The scheduler says so when the run worker has ended, a little after the
+# run's rows committed.
+$node->wait_for_log(qr/LOG:  subexpire: runs can start again/, $offset);
 ok($node->log_contains(qr/LOG:  subexpire: runs can start again/, $offset),
     'missing role: the log says runs can start again');
 
@@ -192,6 +195,7 @@ $node->safe_psql('postgres', q{
 });
 ok($node->poll_query_until('postgres', batch_expired_query(5, 2)),
     'no CONNECT: once granted (through a group role), the worker runs as the role');
+$node->wait_for_log(qr/LOG:  subexpire: runs can start again/, $offset);
 is( log_count(qr/LOG:  subexpire: runs can start again/, $offset),
     1, 'no CONNECT: the log says runs can start again');
 $node->safe_psql('postgres', 'GRANT CONNECT ON DATABASE postgres TO PUBLIC');
