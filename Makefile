@@ -4,11 +4,13 @@ EXTENSION = subexpire
 MODULE_big = subexpire
 OBJS = \
 	src/distributed.o \
+	src/events.o \
 	src/expire.o \
 	src/extension.o \
 	src/health.o \
 	src/metrics.o \
 	src/next_run.o \
+	src/own_table.o \
 	src/owner.o \
 	src/records.o \
 	src/rule_check.o \
@@ -34,7 +36,7 @@ PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 DATA = $(wildcard sql/subexpire--*.sql)
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile owner rules
+REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile owner rules events
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out

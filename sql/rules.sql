@@ -182,8 +182,8 @@ INSERT INTO subexpire_rules (rule_name, target_table, expires_column, updated_co
 VALUES ('t', 'public.accounts', 'ends_at', 'status');
 INSERT INTO subexpire_rules (rule_name, target_table, status_column, expires_column, updated_column, emit_events)
 VALUES ('t', 'public."Odd Table"', '"Status"', '"Ends At"', NULL, true);
-INSERT INTO subexpire_rules (rule_name, target_table, expires_column, emit_events)
-VALUES ('t', 'public.accounts', 'ends_at', true);
+INSERT INTO subexpire_rules (rule_name, target_table, expires_column, emit_events, set_columns)
+VALUES ('t', 'public.accounts', 'ends_at', true, '{"ends_at": null}');
 SELECT count(*) AS rules_written FROM subexpire_rules;
 -- A valid rule, then an UPDATE that would break it.
 INSERT INTO subexpire_rules (rule_name, target_table, expires_column)

@@ -184,3 +184,66 @@ COMMENT ON FUNCTION subexpire_rule_stats() IS
 
 REVOKE ALL ON FUNCTION subexpire_rule_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION subexpire_rule_stats() TO pg_monitor;
+
+-- The outbox of expired subscriptions: one row for every row that a rule
+-- with emit_events expires, written in the transaction that expires it
+-- (src/events.c), so that an event exists exactly when its row's expiry
+-- committed.  Consumers take them with subexpire_take_events().
+CREATE TABLE subexpire_events (
+    event_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id       bigint NOT NULL,
+    rule_name    text NOT NULL,
+    target_table text NOT NULL,
+    row_key      jsonb NOT NULL,
+    from_status  text NOT NULL,
+    to_status    text NOT NULL,
+    expires_at   timestamptz,
+    expired_at   timestamptz NOT NULL
+);
+
+COMMENT ON TABLE subexpire_events IS
+    'outbox: one row for every row expired by a rule with emit_events, until a consumer takes it with subexpire_take_events()';
+
+-- pg_dump keeps the pending events, and where event_id goes on.
+SELECT pg_catalog.pg_extension_config_dump('subexpire_events', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('subexpire_events', 'event_id')::pg_catalog.regclass, '');
+
+-- Written by the extension alone, as the table's owner; read by
+-- monitoring; taken through subexpire_take_events().
+REVOKE ALL ON subexpire_events FROM PUBLIC;
+GRANT SELECT ON subexpire_events TO pg_monitor;
+
+-- Take (delete and return) the oldest events that no other consumer holds,
+-- in the caller's transaction: an event is consumed when the caller
+-- commits, and comes back to the next take when it rolls back or dies.
+-- SECURITY DEFINER, so that a consumer needs EXECUTE on this function
+-- alone, not the right to delete from the outbox.
+CREATE FUNCTION subexpire_take_events(max_events integer DEFAULT 100)
+RETURNS SETOF subexpire_events
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF max_events IS NULL OR max_events OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'max_events must be 1 or more, not %', coalesce(max_events::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass how many events to take at most, or leave max_events out to take up to 100.';
+    END IF;
+    RETURN QUERY
+    WITH taken AS (
+        DELETE FROM @extschema@.subexpire_events e
+        WHERE e.event_id OPERATOR(pg_catalog.=) ANY (ARRAY(
+            SELECT o.event_id FROM @extschema@.subexpire_events o
+            ORDER BY o.event_id
+            LIMIT max_events
+            FOR UPDATE SKIP LOCKED))
+        RETURNING e.*)
+    SELECT * FROM taken ORDER BY taken.event_id;
+END
+$$;
+
+COMMENT ON FUNCTION subexpire_take_events(integer) IS
+    'delete and return up to max_events of the oldest events that no other consumer holds, in the caller''s transaction';
+
+REVOKE ALL ON FUNCTION subexpire_take_events(integer) FROM PUBLIC;

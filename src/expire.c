@@ -799,7 +799,6 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 			expired += (int64) subexpire_finish_update(rc, target, "expiring a batch",
 													   writes, &params, &taken);
 			rows->not_taken += piece - (int64) taken;
-			SPI_freetuptable(SPI_tuptable);
 			pfree(array);
 			pfree(tids);
 		}

@@ -13,6 +13,9 @@
  *	                    subexpire.alert_max_expired: warning
  *	  index             no index serves the due-row search, so every run
  *	                    scans the table: warning
+ *	  event_backlog     the oldest event not taken from subexpire_events
+ *	                    is older than subexpire.alert_event_backlog_after:
+ *	                    warning
  *
  * IDENTIFICATION
  *	  src/health.c
@@ -34,6 +37,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "events.h"
 #include "next_run.h"
 #include "rules.h"
 #include "settings.h"
@@ -325,6 +329,29 @@ excessive_expiry_check(HealthRows *rows, const SubexpireCounters *c)
 				  : "subexpire.alert_max_expired is 0: not checked");
 }
 
+/* event_backlog: events wait longer than the setting allows. */
+static void
+event_backlog_check(HealthRows *rows, TimestampTz now)
+{
+	int64		pending;
+	TimestampTz oldest;
+
+	if (!subexpire_event_backlog(&pending, &oldest))
+		return;					/* no outbox before 2.0 */
+	if (pending > 0 && subexpire_alert_event_backlog_after > 0 &&
+		TimestampTzPlusMilliseconds(oldest,
+									(int64) subexpire_alert_event_backlog_after * 1000) < now)
+		add_check(rows, "event_backlog", "warning",
+				  psprintf(INT64_FORMAT " events wait in subexpire_events, the oldest since %s, longer than subexpire.alert_event_backlog_after; check that their consumer runs (it takes them with subexpire_take_events())",
+						   pending, timestamptz_to_str(oldest)));
+	else if (pending > 0)
+		add_check(rows, "event_backlog", "ok",
+				  psprintf(INT64_FORMAT " events wait in subexpire_events, the oldest since %s",
+						   pending, timestamptz_to_str(oldest)));
+	else
+		add_check(rows, "event_backlog", "ok", "no event waits in subexpire_events");
+}
+
 PG_FUNCTION_INFO_V1(subexpire_health);
 
 Datum
@@ -341,5 +368,6 @@ subexpire_health(PG_FUNCTION_ARGS)
 	no_expiry_check(&rows, &c, now);
 	excessive_expiry_check(&rows, &c);
 	check_rules(&rows);
+	event_backlog_check(&rows, now);
 	return (Datum) 0;
 }

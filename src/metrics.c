@@ -25,6 +25,7 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "events.h"
 #include "expire.h"
 #include "rules.h"
 #include "scheduler.h"
@@ -403,6 +404,8 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 	bool		rules_read = count_due_now(&rules, &dues);
 	int64		due = total_due(rules_read, rules, dues);
 	int64		cumulative = 0;
+	int64		events_pending;
+	TimestampTz oldest_event;
 
 	subexpire_scheduler_status(&worker_pid, &next_run_at);
 	initStringInfo(&out);
@@ -467,6 +470,19 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 				  "When the background worker runs next, in Unix time; 0 if it is not scheduled.");
 	appendStringInfo(&out, "subscription_expiry_next_run_timestamp_seconds %.3f\n",
 					 unix_seconds(next_run_at));
+
+	if (subexpire_event_backlog(&events_pending, &oldest_event))
+	{
+		append_metric(&out, "subscription_expiry_events_pending", "gauge",
+					  "Events in subexpire_events not taken by a consumer yet.");
+		appendStringInfo(&out, "subscription_expiry_events_pending " INT64_FORMAT "\n",
+						 events_pending);
+		append_metric(&out, "subscription_expiry_events_oldest_age_seconds", "gauge",
+					  "How long the oldest event not taken yet has waited; 0 if none.");
+		appendStringInfo(&out, "subscription_expiry_events_oldest_age_seconds %.3f\n",
+						 oldest_event == 0 ? 0.0 :
+						 Max(GetCurrentTimestamp() - oldest_event, 0) / 1000000.0);
+	}
 
 	if (rules_read && !subexpire_rules_are_the_settings(rules))
 		append_rule_metrics(&out, rules, dues);

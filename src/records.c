@@ -5,11 +5,9 @@
  *
  * Neither the caller of expire_subscriptions() nor the target table's
  * owner is meant to be able to write the run history: the record is
- * written with the rights of the role that owns subexpire_runs (the role
- * that created the extension), as a security-restricted operation, the way
- * PostgreSQL's foreign-key triggers act for a table's owner.  The record
- * is written in the same transaction as the run, so it commits or rolls
- * back with the rows it counts.
+ * written with the rights of the role that owns subexpire_runs (see
+ * src/own_table.c), in the same transaction as the run, so it commits or
+ * rolls back with the rows it counts.
  *
  * IDENTIFICATION
  *	  src/records.c
@@ -19,139 +17,55 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "commands/dbcommands.h"
 #include "executor/spi.h"
-#include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "extension.h"
-#include "owner.h"
+#include "own_table.h"
 #include "records.h"
 #include "settings.h"
-#include "subxact.h"
 
 #define RUNS_TABLE "subexpire_runs"
 #define RULE_RUNS_TABLE "subexpire_run_rules"
 
 /*
- * subexpire_runs in this database, for one statement on it: its quoted,
- * qualified name, and the version of the SQL objects, which says what
- * columns it has.  Looked up once a statement, from one catalog scan.
+ * subexpire_runs in this database, for one statement on it, and with the
+ * SQL objects of 2.0, subexpire_run_rules (whose statements lock
+ * subexpire_runs, which stands for the whole history).
  */
 typedef struct RunsTable
 {
-	Oid			relid;
-	char	   *name;
-	int			sql_version;
+	SubexpireOwnTable runs;
 	char	   *rules_name;		/* subexpire_run_rules (2.0); NULL before */
 } RunsTable;
 
 static RunsTable
 find_runs_table(void)
 {
-	RunsTable	runs;
-	char	   *version;
-	Oid			schema = subexpire_extension_schema(&version);
+	RunsTable	history;
 
-	if (!OidIsValid(schema))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("extension \"subexpire\" is not installed in database \"%s\"",
-						get_database_name(MyDatabaseId)),
-				 errhint("Run CREATE EXTENSION subexpire in this database.")));
-	runs.relid = get_relname_relid(RUNS_TABLE, schema);
-	if (!OidIsValid(runs.relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table %s of extension subexpire is missing",
-						RUNS_TABLE),
-				 errhint("Recreate the extension: DROP EXTENSION subexpire; CREATE EXTENSION subexpire;")));
-	runs.name = quote_qualified_identifier(get_namespace_name(schema),
-										   RUNS_TABLE);
-	runs.sql_version = subexpire_version_number(version);
-	runs.rules_name = NULL;
-	if (runs.sql_version >= SUBEXPIRE_SQL_2_0)
-		runs.rules_name = quote_qualified_identifier(get_namespace_name(schema),
-													 RULE_RUNS_TABLE);
-	return runs;
-}
-
-typedef struct RunsLock
-{
-	Oid			relid;
-	LOCKMODE	lockmode;
-} RunsLock;
-
-static void
-lock_runs_step(void *arg)
-{
-	RunsLock   *lock = arg;
-
-	LockRelationOid(lock->relid, lock->lockmode);
+	history.runs = subexpire_find_own_table(RUNS_TABLE);
+	history.rules_name = NULL;
+	if (history.runs.sql_version >= SUBEXPIRE_SQL_2_0)
+		history.rules_name = subexpire_find_own_table(RULE_RUNS_TABLE).name;
+	return history;
 }
 
 /*
- * Lock subexpire_runs for a statement on it, waiting no longer than
- * lock_timeout, which every run sets to subexpire.lock_wait: a transaction
- * that holds the history locked must not stall a run that holds its
- * expired rows locked, and its error must say what the run waited for.
- */
-static void
-lock_runs_table(Oid relid, LOCKMODE lockmode)
-{
-	RunsLock	lock = {relid, lockmode};
-	ErrorData  *error;
-
-	if (ConditionalLockRelationOid(relid, lockmode))
-		return;
-	error = subexpire_try(lock_runs_step, &lock);
-	if (error == NULL)
-		return;
-	if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-		ReThrowError(error);
-	ereport(ERROR,
-			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-			 errmsg("could not lock table %s to record the run within subexpire.lock_wait (%d ms)",
-					RUNS_TABLE, subexpire_lock_wait),
-			 errdetail("Another transaction holds the run history locked; the run's transaction is rolled back."),
-			 errhint("Find the holder in pg_locks.  The worker records the run as failed and tries again within a minute.")));
-}
-
-/*
- * Execute a statement on subexpire_runs with the rights of its owner,
- * having locked the table in "lockmode", the statement's own.
+ * Execute a statement on the run history with the rights of its owner.
  * sql_template names "table" (subexpire_runs or subexpire_run_rules) with
  * %s.  Returns SPI's result code.
  */
 static int
-execute_as_owner(const RunsTable *runs, const char *table, LOCKMODE lockmode,
-				 const char *sql_template, int nargs, Oid *types,
-				 Datum *values, const char *nulls)
+execute_as_owner(const RunsTable *history, const char *table,
+				 LOCKMODE lockmode, const char *sql_template, int nargs,
+				 Oid *types, Datum *values, const char *nulls)
 {
-	char	   *sql = psprintf(sql_template, table);
-	SubexpireSavedUser caller;
-	int			guc_level;
-	int			rc;
-
-	lock_runs_table(runs->relid, lockmode);
-
-	/*
-	 * As the owner, with a search_path that the caller cannot have prepared:
-	 * the statements name everything they use, and this makes sure that
-	 * nothing else could be picked up.
-	 */
-	subexpire_act_as_owner(subexpire_relation_owner(runs->relid), &caller);
-	guc_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	AtEOXact_GUC(true, guc_level);
-	subexpire_act_as_caller(&caller);
-	return rc;
+	return subexpire_execute_on_own_table(&history->runs, lockmode,
+										  "to record the run",
+										  psprintf(sql_template, table),
+										  nargs, types, values, nulls);
 }
 
 static int64
@@ -166,24 +80,47 @@ returned_int64(void)
 }
 
 /*
- * Write one run's record and return its run_id.  finished_at and error may
- * be 0 / NULL (a run still going, or one that succeeded).  The caller is
- * connected to SPI.
+ * A run_id for a run whose record is written when it ends (a manual run),
+ * so that its events can name it before: the next value of the identity
+ * of subexpire_runs, which subexpire_record_run() then writes.
  */
 int64
-subexpire_record_run(const char *trigger, TimestampTz as_of,
+subexpire_reserve_run_id(void)
+{
+	RunsTable	history = find_runs_table();
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	int			rc;
+
+	values[0] = CStringGetTextDatum(history.runs.name);
+	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
+						  "SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence($1, 'run_id'))",
+						  1, types, values, NULL);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reserving a run_id failed: %s", SPI_result_code_string(rc));
+	return returned_int64();
+}
+
+/*
+ * Write one run's record and return its run_id: run_id when it is not 0
+ * (reserved by subexpire_reserve_run_id()), a new one otherwise.
+ * finished_at and error may be 0 / NULL (a run still going, or one that
+ * succeeded).  The caller is connected to SPI.
+ */
+int64
+subexpire_record_run(int64 run_id, const char *trigger, TimestampTz as_of,
 					 TimestampTz started_at, TimestampTz finished_at,
 					 const char *status, const SubexpireRunResult *result,
 					 const char *error)
 {
-	Oid			types[9] = {
+	Oid			types[10] = {
 		TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID
+		TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID
 	};
-	Datum		values[9];
-	char		nulls[9];
-	RunsTable	runs = find_runs_table();
-	bool		with_kept = runs.sql_version >= SUBEXPIRE_SQL_1_2;
+	Datum		values[10];
+	char		nulls[10];
+	RunsTable	history = find_runs_table();
+	bool		with_kept = history.runs.sql_version >= SUBEXPIRE_SQL_1_2;
 	int			rc;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -200,13 +137,17 @@ subexpire_record_run(const char *trigger, TimestampTz as_of,
 	if (error == NULL)
 		nulls[7] = 'n';
 	values[8] = Int64GetDatum(result->kept_active);
+	values[9] = Int64GetDatum(run_id);
 
-	rc = execute_as_owner(&runs, runs.name, RowExclusiveLock, with_kept
-						  ? "INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error, kept_active) "
-						  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING run_id"
-						  : "INSERT INTO %s (\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error) "
-						  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING run_id",
-						  with_kept ? 9 : 8, types, values, nulls);
+	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
+						  psprintf("INSERT INTO %%s (%s\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error%s) "
+								   "%sVALUES (%s$1, $2, $3, $4, $5, $6, $7, $8%s) RETURNING run_id",
+								   run_id != 0 ? "run_id, " : "",
+								   with_kept ? ", kept_active" : "",
+								   run_id != 0 ? "OVERRIDING SYSTEM VALUE " : "",
+								   run_id != 0 ? "$10, " : "",
+								   with_kept ? ", $9" : ""),
+						  10, types, values, nulls);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "recording the run failed: %s",
 			 SPI_result_code_string(rc));
@@ -231,10 +172,10 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	INTERVALOID};
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	RunsTable	runs = find_runs_table();
-	bool		with_kept = runs.sql_version >= SUBEXPIRE_SQL_1_2;
+	RunsTable	history = find_runs_table();
+	bool		with_kept = history.runs.sql_version >= SUBEXPIRE_SQL_1_2;
 	bool		with_longest = longest_batch >= 0 &&
-	runs.sql_version >= SUBEXPIRE_SQL_1_1;
+	history.runs.sql_version >= SUBEXPIRE_SQL_1_1;
 	int			rc;
 
 	values[0] = Int64GetDatum(run_id);
@@ -257,7 +198,7 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	else
 		nulls[6] = 'n';
 
-	rc = execute_as_owner(&runs, runs.name, RowExclusiveLock,
+	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
 						  psprintf("UPDATE %%s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
 								   "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
 								   "status = COALESCE($4, status), error = $5, "
@@ -288,11 +229,11 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 int64
 subexpire_fail_interrupted_runs(void)
 {
-	RunsTable	runs;
+	RunsTable	history;
 	int			rc;
 
-	runs = find_runs_table();
-	rc = execute_as_owner(&runs, runs.name, RowExclusiveLock, "UPDATE %s SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
+	history = find_runs_table();
+	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock, "UPDATE %s SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
 						  "error = 'interrupted: the server or the worker stopped during the run; the next run expires the rest' "
 						  "WHERE status OPERATOR(pg_catalog.=) 'running' "
 						  "AND \"trigger\" OPERATOR(pg_catalog.<>) 'manual'",
@@ -310,13 +251,13 @@ subexpire_fail_interrupted_runs(void)
 TimestampTz
 subexpire_last_scheduled_success(void)
 {
-	RunsTable	runs;
+	RunsTable	history;
 	int			rc;
 	bool		isnull;
 	Datum		value;
 
-	runs = find_runs_table();
-	rc = execute_as_owner(&runs, runs.name, AccessShareLock, "SELECT pg_catalog.max(started_at) FROM %s "
+	history = find_runs_table();
+	rc = execute_as_owner(&history, history.runs.name, AccessShareLock, "SELECT pg_catalog.max(started_at) FROM %s "
 						  "WHERE status OPERATOR(pg_catalog.=) 'succeeded' "
 						  "AND \"trigger\" OPERATOR(pg_catalog.<>) 'manual'",
 						  0, NULL, NULL, NULL);
@@ -337,15 +278,15 @@ subexpire_prune_runs(void)
 {
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
-	RunsTable	runs;
+	RunsTable	history;
 	int			rc;
 
 	if (subexpire_history_retention <= 0)
 		return;
 	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 																-(int64) subexpire_history_retention * 1000));
-	runs = find_runs_table();
-	rc = execute_as_owner(&runs, runs.name, RowExclusiveLock,
+	history = find_runs_table();
+	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
 						  "DELETE FROM %s WHERE started_at OPERATOR(pg_catalog.<) $1",
 						  1, types, values, NULL);
 	if (rc != SPI_OK_DELETE)
@@ -366,10 +307,10 @@ subexpire_record_rule_run(int64 run_id, const char *rule_name,
 	INT8OID, TEXTOID};
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	RunsTable	runs = find_runs_table();
+	RunsTable	history = find_runs_table();
 	int			rc;
 
-	if (runs.rules_name == NULL)
+	if (history.rules_name == NULL)
 		return;
 	values[0] = Int64GetDatum(run_id);
 	values[1] = CStringGetTextDatum(rule_name);
@@ -380,7 +321,7 @@ subexpire_record_rule_run(int64 run_id, const char *rule_name,
 	values[6] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	if (error == NULL)
 		nulls[6] = 'n';
-	rc = execute_as_owner(&runs, runs.rules_name, RowExclusiveLock,
+	rc = execute_as_owner(&history, history.rules_name, RowExclusiveLock,
 						  "INSERT INTO %s (run_id, rule_name, target_table, expired_count, skipped_locked, kept_active, error) "
 						  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
 						  7, types, values, nulls);
@@ -401,10 +342,10 @@ subexpire_update_rule_run(int64 run_id, const char *rule_name,
 	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	RunsTable	runs = find_runs_table();
+	RunsTable	history = find_runs_table();
 	int			rc;
 
-	if (runs.rules_name == NULL)
+	if (history.rules_name == NULL)
 		return;
 	values[0] = Int64GetDatum(run_id);
 	values[1] = CStringGetTextDatum(rule_name);
@@ -414,7 +355,7 @@ subexpire_update_rule_run(int64 run_id, const char *rule_name,
 	values[5] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	if (error == NULL)
 		nulls[5] = 'n';
-	rc = execute_as_owner(&runs, runs.rules_name, RowExclusiveLock,
+	rc = execute_as_owner(&history, history.rules_name, RowExclusiveLock,
 						  "UPDATE %s SET expired_count = expired_count OPERATOR(pg_catalog.+) $3, "
 						  "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $4, "
 						  "kept_active = kept_active OPERATOR(pg_catalog.+) $5, "

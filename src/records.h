@@ -15,7 +15,9 @@
 
 #include "expire.h"
 
-extern int64 subexpire_record_run(const char *trigger, TimestampTz as_of,
+extern int64 subexpire_reserve_run_id(void);
+extern int64 subexpire_record_run(int64 run_id, const char *trigger,
+								  TimestampTz as_of,
 								  TimestampTz started_at,
 								  TimestampTz finished_at,
 								  const char *status,

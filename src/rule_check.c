@@ -30,36 +30,6 @@
 #include "rules.h"
 #include "target.h"
 
-/* A rule that emits events names each row by its primary key. */
-static void
-check_events(const SubexpireTarget *target)
-{
-	const SubexpireRule *rule = target->rule;
-	Relation	rel;
-	Oid			pk;
-
-	if (!rule->emit_events)
-		return;
-	rel = table_open(target->relid, AccessShareLock);
-	pk = RelationGetPrimaryKeyIndex(rel);
-	table_close(rel, AccessShareLock);
-	if (!OidIsValid(pk))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("%s needs a primary key on table %s",
-						subexpire_rule_field(rule, "emit_events"),
-						target->qualified_name),
-				 errdetail("An event names the row it is about by its primary key."),
-				 errhint("Add a primary key to %s, or set emit_events to false.",
-						 target->qualified_name)));
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("%s is not supported by this version of subexpire",
-					subexpire_rule_field(rule, "emit_events")),
-			 errdetail("The outbox of expired subscriptions, subexpire_events, is not built yet."),
-			 errhint("Set emit_events to false.")));
-}
-
 /*
  * Letters, digits, '_' and '-', 1 to 63 of them (the table's CHECK says the
  * same, but is checked after this trigger): a name that is safe in a
@@ -118,7 +88,6 @@ subexpire_rules_check(PG_FUNCTION_ARGS)
 			elog(ERROR, "SPI_connect failed");
 		target = subexpire_open_target(rule, SUBEXPIRE_FOR_CHECK);
 		subexpire_close_target(target);
-		check_events(target);
 		SPI_finish();
 	}
 

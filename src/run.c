@@ -74,8 +74,9 @@ typedef struct Run
 	TimestampTz as_of;			/* the cutoff */
 	TimestampTz started_at;		/* also the time set in the updated-at column */
 	bool		in_caller_xact; /* a manual run: one transaction, the caller's */
-	int64		run_id;			/* 0 until its record is committed (worker) or
-								 * written (manual) */
+	int64		run_id;			/* worker: 0 until its record is committed;
+								 * manual: reserved when it starts, its record
+								 * written when it ends */
 	List	   *rules;			/* of RunRule, in the order they run */
 	SubexpireRunResult total;
 	int64		committed;		/* worker: expired by committed batches */
@@ -143,7 +144,10 @@ subexpire_catch_step_error(MemoryContext context)
 
 /* ---- the life of a run ---- */
 
-/* The rules the run makes, each with its own writes and lists. */
+/*
+ * The rules the run makes, each with its own writes and lists, once the
+ * run has its run_id, which their events name.
+ */
 static void
 set_rules(Run *run, List *rules)
 {
@@ -155,7 +159,8 @@ set_rules(Run *run, List *rules)
 		RunRule    *rr = palloc0(sizeof(RunRule));
 
 		rr->rule = lfirst(lc);
-		rr->writes = subexpire_run_writes_create(run->context);
+		rr->writes = subexpire_run_writes_create(run->context, run->run_id,
+												 run->started_at);
 		if (!run->in_caller_xact)
 			rr->due_rows = subexpire_due_rows_create(run->context);
 		run->rules = lappend(run->rules, rr);
@@ -356,11 +361,11 @@ finish_run(Run *run)
 		check_limit(run->total.expired_count, run->as_of, NULL);
 
 	finished_at = GetCurrentTimestamp();
-	if (run->run_id == 0)
+	if (run->in_caller_xact)
 	{
-		run->run_id = subexpire_record_run(run->trigger, run->as_of,
-										   run->started_at, finished_at,
-										   "succeeded", &run->total, NULL);
+		(void) subexpire_record_run(run->run_id, run->trigger, run->as_of,
+									run->started_at, finished_at,
+									"succeeded", &run->total, NULL);
 		foreach(lc, run->rules)
 		{
 			RunRule    *rr = lfirst(lc);
@@ -441,7 +446,7 @@ record_failed_run(const Run *run, const char *message)
 	{
 		subexpire_begin_step("subexpire: recording a failed run");
 		if (run->run_id == 0)
-			(void) subexpire_record_run(run->trigger, run->as_of,
+			(void) subexpire_record_run(0, run->trigger, run->as_of,
 										run->started_at,
 										GetCurrentTimestamp(), "failed",
 										&none, message);
@@ -516,21 +521,21 @@ start_batched_run(Run *run)
 {
 	SubexpireRunResult none = {0, 0, 0};
 	int64		due = 0;
+	List	   *rules;
 	ListCell   *lc;
 
 	subexpire_begin_step("subexpire: starting a run");
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->context);
 
-		set_rules(run, subexpire_load_rules(NULL));
+		rules = subexpire_load_rules(NULL);
 		MemoryContextSwitchTo(old);
 	}
 	if (subexpire_max_expired_per_run > 0)
 	{
-		foreach(lc, run->rules)
+		foreach(lc, rules)
 		{
-			RuleDue		count = {((RunRule *) lfirst(lc))->rule, SUBEXPIRE_FOR_RUN,
-			run->as_of, 0};
+			RuleDue		count = {lfirst(lc), SUBEXPIRE_FOR_RUN, run->as_of, 0};
 			ErrorData  *error = subexpire_try(count_rule_due, &count);
 
 			/* A rule that cannot be counted fails on its own, in its turn. */
@@ -541,9 +546,10 @@ start_batched_run(Run *run)
 		}
 		check_limit(due, run->as_of, NULL);
 	}
-	run->run_id = subexpire_record_run(run->trigger, run->as_of,
+	run->run_id = subexpire_record_run(0, run->trigger, run->as_of,
 									   run->started_at, 0, "running", &none,
 									   NULL);
+	set_rules(run, rules);
 	foreach(lc, run->rules)
 	{
 		RunRule    *rr = lfirst(lc);
@@ -794,12 +800,16 @@ run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 	MemoryContext run_context = CurrentMemoryContext;
 	Run		   *run = new_run("manual", as_of, started_at, true);
 
-	set_rules(run, rules);
 	PG_TRY();
 	{
 		int64		due = 0;
 		int			guc_level;
 		ListCell   *lc;
+
+		guc_level = subexpire_bound_lock_waits();
+		run->run_id = subexpire_reserve_run_id();
+		AtEOXact_GUC(true, guc_level);
+		set_rules(run, rules);
 
 		foreach(lc, run->rules)
 		{

@@ -48,6 +48,7 @@ bool		subexpire_catch_up = true;
 int			subexpire_history_retention = 90 * 24 * 60 * 60;
 int			subexpire_alert_no_expiry_after = 7 * 24 * 60 * 60;
 int			subexpire_alert_max_expired = 0;
+int			subexpire_alert_event_backlog_after = 60 * 60;
 bool		subexpire_log_expired = false;
 
 /*
@@ -296,6 +297,14 @@ subexpire_define_settings(void)
 							&subexpire_alert_max_expired,
 							0, 0, INT_MAX,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("subexpire.alert_event_backlog_after",
+							"subexpire_health() warns when the oldest event not taken from subexpire_events is older than this.",
+							"0 turns the check off.",
+							&subexpire_alert_event_backlog_after,
+							60 * 60, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("subexpire.log_expired",

@@ -25,6 +25,7 @@ extern int	subexpire_lock_wait;
 extern int	subexpire_history_retention;
 extern int	subexpire_alert_no_expiry_after;
 extern int	subexpire_alert_max_expired;
+extern int	subexpire_alert_event_backlog_after;
 extern bool subexpire_log_expired;
 extern bool subexpire_enabled;
 extern char *subexpire_schedule;

@@ -24,6 +24,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "events.h"
 #include "rules.h"
 #include "settings.h"
 #include "statement.h"
@@ -44,6 +45,8 @@
 struct SubexpireRunWrites
 {
 	MemoryContext context;		/* lives as long as the run */
+	int64		run_id;			/* the run, and its time, for its events */
+	TimestampTz run_time;
 	int64		kept;			/* rows updated that stayed due */
 	int			nxids;
 	int			maxxids;
@@ -67,12 +70,15 @@ set_writes_param(SubexpireStatementParams *params, const SubexpireRunWrites *wri
 }
 
 SubexpireRunWrites *
-subexpire_run_writes_create(MemoryContext context)
+subexpire_run_writes_create(MemoryContext context, int64 run_id,
+							TimestampTz run_time)
 {
 	SubexpireRunWrites *writes = MemoryContextAllocZero(context,
 														sizeof(SubexpireRunWrites));
 
 	writes->context = context;
+	writes->run_id = run_id;
+	writes->run_time = run_time;
 	return writes;
 }
 
@@ -224,78 +230,120 @@ subexpire_append_due_condition(StringInfo sql, SubexpireTarget *target,
 
 /*
  * The RETURNING list of the UPDATEs: when the target counts by outcome,
- * whether each row got the expired word; when subexpire.log_expired asks
- * for one line per expired row, its key (the primary key's columns, or the
- * ctid of a table that has none).  Without either, none: the rows the
+ * whether each row got the expired word; when its rule emits events, each
+ * row's expiry; and when it emits events or subexpire.log_expired asks for
+ * one line per expired row, its key (the primary key's columns, or the
+ * ctid of a table that has none).  Without any of them, none: the rows the
  * UPDATE processed are the rows it expired.
  */
 void
 subexpire_append_returning(StringInfo sql, SubexpireTarget *target)
 {
+	const char *sep = " RETURNING ";
+
 	if (target->count_outcome)
-		appendStringInfo(sql, " RETURNING %s OPERATOR(pg_catalog.=) $1%s%s",
-						 target->status_column,
-						 subexpire_log_expired ? ", " : "",
-						 subexpire_log_expired ? subexpire_key_columns(target) : "");
-	else if (subexpire_log_expired)
-		appendStringInfo(sql, " RETURNING %s", subexpire_key_columns(target));
+	{
+		appendStringInfo(sql, "%s%s OPERATOR(pg_catalog.=) $1", sep,
+						 target->status_column);
+		sep = ", ";
+	}
+	if (target->rule->emit_events)
+	{
+		appendStringInfo(sql, "%s%s", sep, target->expires_column);
+		sep = ", ";
+	}
+	if (target->rule->emit_events || subexpire_log_expired)
+		appendStringInfo(sql, "%s%s", sep, subexpire_key_columns(target));
+}
+
+/* Log one expired row, named by its key (the RETURNING columns from key_from). */
+static void
+log_expired_row(SubexpireTarget *target, HeapTuple row, TupleDesc desc,
+				int key_from)
+{
+	StringInfoData key;
+
+	initStringInfo(&key);
+	for (int col = key_from; col <= desc->natts; col++)
+	{
+		char	   *value = SPI_getvalue(row, desc, col);
+
+		appendStringInfo(&key, "%s%s", col > key_from ? ", " : "",
+						 value ? value : "NULL");
+	}
+	ereport(LOG,
+			(errmsg("subexpire: expired subscription (%s)=(%s) in %s",
+					subexpire_key_columns(target), key.data,
+					target->qualified_name)));
+	pfree(key.data);
 }
 
 /*
- * Check the result of one of the UPDATEs, count the rows it expired, note
- * what it wrote in "writes", and log the expired rows when
- * subexpire.log_expired is on.  When the target counts by outcome, a row
- * counts only when it was given the expired word; the others are counted
- * as kept.  Returns how many it expired, and in *processed, when not NULL,
- * how many rows it updated.
+ * Check the result of one of the UPDATEs, count the rows it expired, write
+ * their events when the rule emits them, note what it wrote in "writes",
+ * and log the expired rows when subexpire.log_expired is on.  When the
+ * target counts by outcome, a row counts only when it was given the
+ * expired word; the others are counted as kept, and have no event.
+ * Returns how many it expired, and in *processed, when not NULL, how many
+ * rows it updated.  The UPDATE's rows are freed.
  */
 uint64
 subexpire_finish_update(int rc, SubexpireTarget *target, const char *what,
 						SubexpireRunWrites *writes, SubexpireStatementParams *params,
 						uint64 *processed)
 {
-	int			key_from = target->count_outcome ? 2 : 1;
+	bool		events = target->rule->emit_events;
+	int			expires_col = target->count_outcome ? 2 : 1;
+	int			key_from = expires_col + (events ? 1 : 0);
+	uint64		updated = SPI_processed;
 	uint64		expired = 0;
+	SPITupleTable *returned = SPI_tuptable;
+	SubexpireExpiredRows *rows = NULL;
 
 	if (rc != SPI_OK_UPDATE && rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
 	if (processed != NULL)
-		*processed = SPI_processed;
+		*processed = updated;
 	if (rc != SPI_OK_UPDATE_RETURNING)
-		expired = SPI_processed;
+		expired = updated;
 	else
 	{
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		TupleDesc	desc = returned->tupdesc;
 
-		for (uint64 i = 0; i < SPI_processed; i++)
+		if (events && updated > 0)
+			rows = subexpire_expired_rows_create(target);
+		for (uint64 i = 0; i < updated; i++)
 		{
-			HeapTuple	row = SPI_tuptable->vals[i];
-			StringInfoData key;
+			HeapTuple	row = returned->vals[i];
 			bool		isnull;
 
 			if (target->count_outcome &&
 				!DatumGetBool(SPI_getbinval(row, desc, 1, &isnull)))
 				continue;		/* kept due (a NULL is not the expired word) */
 			expired++;
-			if (!subexpire_log_expired)
-				continue;
-			initStringInfo(&key);
-			for (int col = key_from; col <= desc->natts; col++)
+			if (rows != NULL)
 			{
-				char	   *value = SPI_getvalue(row, desc, col);
-
-				appendStringInfo(&key, "%s%s", col > key_from ? ", " : "",
-								 value ? value : "NULL");
+				rows->expires[rows->nrows] = SPI_getbinval(row, desc, expires_col,
+														   &isnull);
+				for (int k = 0; k < target->nkeys; k++)
+					rows->keys[k][rows->nrows] = SPI_getbinval(row, desc,
+															   key_from + k,
+															   &isnull);
+				if (++rows->nrows == rows->maxrows)
+					subexpire_write_events(target, writes->run_id,
+										   writes->run_time, rows);
 			}
-			ereport(LOG,
-					(errmsg("subexpire: expired subscription (%s)=(%s) in %s",
-							subexpire_key_columns(target), key.data,
-							target->qualified_name)));
-			pfree(key.data);
+			if (subexpire_log_expired)
+				log_expired_row(target, row, desc, key_from);
 		}
+		if (rows != NULL)
+			subexpire_write_events(target, writes->run_id, writes->run_time,
+								   rows);
+		SPI_freetuptable(returned);
+		SPI_tuptable = NULL;
 	}
-	if (SPI_processed > 0)
-		note_writes(writes, params, SPI_processed - expired);
+	if (updated > 0)
+		note_writes(writes, params, updated - expired);
 	return expired;
 }
 

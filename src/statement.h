@@ -73,7 +73,9 @@ typedef struct SubexpireCachedStatement
 	int			next;			/* the one to replace next */
 } SubexpireCachedStatement;
 
-extern SubexpireRunWrites *subexpire_run_writes_create(MemoryContext context);
+extern SubexpireRunWrites *subexpire_run_writes_create(MemoryContext context,
+													   int64 run_id,
+													   TimestampTz run_time);
 extern int64 subexpire_run_writes_kept(const SubexpireRunWrites *writes);
 extern void subexpire_warn_kept_rows(const SubexpireTarget *target,
 									 const SubexpireRunWrites *writes);

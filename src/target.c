@@ -712,6 +712,8 @@ lookup_set_columns(SubexpireTarget *target)
 			refusal = "it is the rule's status column, which to_status sets";
 		else if (attnum == target->updated_attnum)
 			refusal = "it is the rule's updated-at column, which the run sets to its time";
+		else if (attnum == target->expires_attnum && rule->emit_events)
+			refusal = "it is the rule's expiry column, and the rule's events report each row's expiry as it was";
 		else if (att->attgenerated != '\0')
 			refusal = "it is a generated column";
 		else if (att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
@@ -733,6 +735,26 @@ lookup_set_columns(SubexpireTarget *target)
 		target->nset++;
 		ReleaseSysCache(tuple);
 	}
+}
+
+/* A rule that emits events names each row by its primary key. */
+static void
+check_event_key(SubexpireTarget *target)
+{
+	const SubexpireRule *rule = target->rule;
+
+	if (!rule->emit_events)
+		return;
+	(void) subexpire_key_columns(target);
+	if (target->nkeys == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("%s needs a primary key on table %s",
+						subexpire_rule_field(rule, "emit_events"),
+						target->qualified_name),
+				 errdetail("An event names the row it is about by its primary key."),
+				 errhint("Add a primary key to %s, or set emit_events to false.",
+						 target->qualified_name)));
 }
 
 /* The values of set_columns, as values of their columns' types. */
@@ -860,6 +882,8 @@ subexpire_open_target(const SubexpireRule *rule, SubexpireAccess access)
 							 field, rule->from_settings ? "''" : "NULL")));
 	}
 	lookup_set_columns(target);
+	if (access == SUBEXPIRE_FOR_RUN || access == SUBEXPIRE_FOR_CHECK)
+		check_event_key(target);
 
 	if (access == SUBEXPIRE_FOR_CHECK)
 	{
@@ -907,8 +931,10 @@ subexpire_close_target(SubexpireTarget *target)
 }
 
 /*
- * The columns that name a row of the target in the log: its primary key's,
- * quoted and comma-separated, or "ctid" when it has none.
+ * The columns that name a row of the target, in the log and in its
+ * events: its primary key's, quoted and comma-separated, or "ctid" when it
+ * has none.  Also sets target->nkeys and the key columns' names and types,
+ * which an event's row_key is made of (none without a primary key).
  */
 const char *
 subexpire_key_columns(SubexpireTarget *target)
@@ -924,14 +950,22 @@ subexpire_key_columns(SubexpireTarget *target)
 	if (OidIsValid(pk))
 	{
 		Relation	index = index_open(pk, AccessShareLock);
+		int			nkeys = index->rd_index->indnkeyatts;
 		StringInfoData columns;
 
 		initStringInfo(&columns);
-		for (int i = 0; i < index->rd_index->indnkeyatts; i++)
+		target->key_names = palloc(nkeys * sizeof(char *));
+		target->key_types = palloc(nkeys * sizeof(Oid));
+		for (int i = 0; i < nkeys; i++)
+		{
+			AttrNumber	attnum = index->rd_index->indkey.values[i];
+
+			target->key_names[i] = get_attname(target->relid, attnum, false);
+			target->key_types[i] = get_atttype(target->relid, attnum);
 			appendStringInfo(&columns, "%s%s", i > 0 ? ", " : "",
-							 quote_identifier(get_attname(target->relid,
-														  index->rd_index->indkey.values[i],
-														  false)));
+							 quote_identifier(target->key_names[i]));
+		}
+		target->nkeys = nkeys;
 		index_close(index, AccessShareLock);
 		target->key_columns = columns.data;
 	}

@@ -49,7 +49,10 @@ typedef struct SubexpireTarget
 	Oid		   *set_types;
 	Datum	   *set_values;
 	bool	   *set_nulls;
-	char	   *key_columns;	/* for the log; see subexpire_key_columns() */
+	char	   *key_columns;	/* see subexpire_key_columns() */
+	int			nkeys;			/* the primary key's columns: */
+	char	  **key_names;		/* as in the catalog, not quoted */
+	Oid		   *key_types;
 	Oid			owner;			/* the statements run as this role */
 	bool		count_outcome;	/* BEFORE ROW triggers may change what is
 								 * written: count rows by their new status */
