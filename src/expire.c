@@ -262,7 +262,8 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
 					 SubexpireStatementParams *params, SubexpireRunWrites *writes)
 {
 	StringInfoData sql;
-	int			rc;
+	SPIPlanPtr	plan;
+	uint64		expired;
 
 	initStringInfo(&sql);
 	append_leaf_update_head(&sql, target, table);
@@ -274,10 +275,14 @@ expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
 	subexpire_append_due_condition(&sql, target, params->exclude_written);
 	subexpire_append_returning(&sql, target);
 
-	rc = SPI_execute_with_args(sql.data, params->count, params->types,
-							   params->values, params->nulls, false, 0);
-	return subexpire_finish_update(rc, target, "expiring unlocked rows", writes, params,
-								   NULL);
+	plan = SPI_prepare(sql.data, params->count, params->types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
+			 SPI_result_code_string(SPI_result));
+	expired = subexpire_execute_update(plan, target, "expiring unlocked rows",
+									   writes, params, NULL);
+	SPI_freeplan(plan);
+	return expired;
 }
 
 /*
@@ -781,7 +786,6 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 			int			piece = (int) Min(count, ROWS_LOCKED_AT_ONCE);
 			Datum	   *tids = palloc(piece * sizeof(Datum));
 			ArrayType  *array;
-			int			rc;
 			uint64		taken;
 
 			for (int i = 0; i < piece; i++)
@@ -795,9 +799,8 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 			offered += piece;
 			count -= piece;
 
-			rc = SPI_execute_plan(plan, params.values, params.nulls, false, 0);
-			expired += (int64) subexpire_finish_update(rc, target, "expiring a batch",
-													   writes, &params, &taken);
+			expired += (int64) subexpire_execute_update(plan, target, "expiring a batch",
+														writes, &params, &taken);
 			rows->not_taken += piece - (int64) taken;
 			pfree(array);
 			pfree(tids);

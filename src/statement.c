@@ -278,70 +278,114 @@ log_expired_row(SubexpireTarget *target, HeapTuple row, TupleDesc desc,
 	pfree(key.data);
 }
 
-/*
- * Check the result of one of the UPDATEs, count the rows it expired, write
- * their events when the rule emits them, note what it wrote in "writes",
- * and log the expired rows when subexpire.log_expired is on.  When the
- * target counts by outcome, a row counts only when it was given the
- * expired word; the others are counted as kept, and have no event.
- * Returns how many it expired, and in *processed, when not NULL, how many
- * rows it updated.  The UPDATE's rows are freed.
- */
-uint64
-subexpire_finish_update(int rc, SubexpireTarget *target, const char *what,
-						SubexpireRunWrites *writes, SubexpireStatementParams *params,
-						uint64 *processed)
+/* Does the target's UPDATE have a RETURNING list (see above)? */
+static bool
+returns_rows(const SubexpireTarget *target)
 {
-	bool		events = target->rule->emit_events;
+	return target->count_outcome || target->rule->emit_events ||
+		subexpire_log_expired;
+}
+
+/*
+ * Some of the rows an UPDATE returned: count those it expired (when the
+ * target counts by outcome, a row counts only when it was given the
+ * expired word; the others are kept, and have no event), write their
+ * events into "events" when the rule emits them, and log them when
+ * subexpire.log_expired is on.  Returns how many it expired; the rows are
+ * freed.
+ */
+static uint64
+take_returned_rows(SubexpireTarget *target, SPITupleTable *returned,
+				   uint64 nrows, SubexpireRunWrites *writes,
+				   SubexpireExpiredRows *events)
+{
+	TupleDesc	desc = returned->tupdesc;
 	int			expires_col = target->count_outcome ? 2 : 1;
-	int			key_from = expires_col + (events ? 1 : 0);
-	uint64		updated = SPI_processed;
+	int			key_from = expires_col + (events != NULL ? 1 : 0);
 	uint64		expired = 0;
-	SPITupleTable *returned = SPI_tuptable;
-	SubexpireExpiredRows *rows = NULL;
 
-	if (rc != SPI_OK_UPDATE && rc != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
-	if (processed != NULL)
-		*processed = updated;
-	if (rc != SPI_OK_UPDATE_RETURNING)
-		expired = updated;
-	else
+	for (uint64 i = 0; i < nrows; i++)
 	{
-		TupleDesc	desc = returned->tupdesc;
+		HeapTuple	row = returned->vals[i];
+		bool		isnull;
 
-		if (events && updated > 0)
-			rows = subexpire_expired_rows_create(target);
-		for (uint64 i = 0; i < updated; i++)
+		if (target->count_outcome &&
+			!DatumGetBool(SPI_getbinval(row, desc, 1, &isnull)))
+			continue;			/* kept due (a NULL is not the expired word) */
+		expired++;
+		if (events != NULL)
 		{
-			HeapTuple	row = returned->vals[i];
-			bool		isnull;
-
-			if (target->count_outcome &&
-				!DatumGetBool(SPI_getbinval(row, desc, 1, &isnull)))
-				continue;		/* kept due (a NULL is not the expired word) */
-			expired++;
-			if (rows != NULL)
-			{
-				rows->expires[rows->nrows] = SPI_getbinval(row, desc, expires_col,
+			events->expires[events->nrows] = SPI_getbinval(row, desc, expires_col,
 														   &isnull);
-				for (int k = 0; k < target->nkeys; k++)
-					rows->keys[k][rows->nrows] = SPI_getbinval(row, desc,
+			for (int k = 0; k < target->nkeys; k++)
+				events->keys[k][events->nrows] = SPI_getbinval(row, desc,
 															   key_from + k,
 															   &isnull);
-				if (++rows->nrows == rows->maxrows)
-					subexpire_write_events(target, writes->run_id,
-										   writes->run_time, rows);
-			}
-			if (subexpire_log_expired)
-				log_expired_row(target, row, desc, key_from);
+			if (++events->nrows == events->maxrows)
+				subexpire_write_events(target, writes->run_id,
+									   writes->run_time, events);
 		}
-		if (rows != NULL)
-			subexpire_write_events(target, writes->run_id, writes->run_time,
-								   rows);
-		SPI_freetuptable(returned);
-		SPI_tuptable = NULL;
+		if (subexpire_log_expired)
+			log_expired_row(target, row, desc, key_from);
 	}
+	if (events != NULL)
+		subexpire_write_events(target, writes->run_id, writes->run_time,
+							   events);
+	SPI_freetuptable(returned);
+	return expired;
+}
+
+/*
+ * Execute one of the UPDATEs, prepared with the parameters of "params",
+ * count the rows it expired, write their events when the rule emits them,
+ * note what it wrote in "writes", and log the expired rows when
+ * subexpire.log_expired is on.  Returns how many it expired, and in
+ * *processed, when not NULL, how many rows it updated.
+ *
+ * An UPDATE that returns rows runs through a cursor: its portal keeps
+ * them in a tuplestore, which spills to disk beyond work_mem, and they are
+ * taken SUBEXPIRE_EVENTS_AT_ONCE at a time, so that a run over millions
+ * of rows with events or log lines holds no more than that in memory.
+ */
+uint64
+subexpire_execute_update(SPIPlanPtr plan, SubexpireTarget *target,
+						 const char *what, SubexpireRunWrites *writes,
+						 SubexpireStatementParams *params, uint64 *processed)
+{
+	uint64		updated = 0;
+	uint64		expired = 0;
+
+	if (!returns_rows(target))
+	{
+		int			rc = SPI_execute_plan(plan, params->values, params->nulls,
+										  false, 0);
+
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
+		updated = expired = SPI_processed;
+	}
+	else
+	{
+		SubexpireExpiredRows *events = NULL;
+		Portal		portal;
+
+		if (target->rule->emit_events)
+			events = subexpire_expired_rows_create(target);
+		portal = SPI_cursor_open(NULL, plan, params->values, params->nulls,
+								 false);
+		for (;;)
+		{
+			SPI_cursor_fetch(portal, true, SUBEXPIRE_EVENTS_AT_ONCE);
+			if (SPI_processed == 0)
+				break;
+			updated += SPI_processed;
+			expired += take_returned_rows(target, SPI_tuptable, SPI_processed,
+										  writes, events);
+		}
+		SPI_cursor_close(portal);
+	}
+	if (processed != NULL)
+		*processed = updated;
 	if (updated > 0)
 		note_writes(writes, params, updated - expired);
 	return expired;
@@ -447,15 +491,12 @@ execute_step(void *arg)
 {
 	LockWaitStep *step = arg;
 	int			guc_level = NewGUCNestLevel();
-	int			rc;
 
 	subexpire_set_lock_wait(step->target, Max(step->timeout_ms, 1));
-	rc = SPI_execute_plan(step->plan, step->params->values,
-						  step->params->nulls, false, 0);
-	step->expired = subexpire_finish_update(rc, step->target,
-											"expiring due rows",
-											step->writes, step->params,
-											NULL);
+	step->expired = subexpire_execute_update(step->plan, step->target,
+											 "expiring due rows",
+											 step->writes, step->params,
+											 NULL);
 	AtEOXact_GUC(true, guc_level);
 }
 

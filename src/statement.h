@@ -90,11 +90,12 @@ extern void subexpire_append_update_head(StringInfo sql,
 										 SubexpireTarget *target,
 										 const char *relation, bool only);
 extern void subexpire_append_returning(StringInfo sql, SubexpireTarget *target);
-extern uint64 subexpire_finish_update(int rc, SubexpireTarget *target,
-									  const char *what,
-									  SubexpireRunWrites *writes,
-									  SubexpireStatementParams *params,
-									  uint64 *processed);
+extern uint64 subexpire_execute_update(SPIPlanPtr plan,
+									   SubexpireTarget *target,
+									   const char *what,
+									   SubexpireRunWrites *writes,
+									   SubexpireStatementParams *params,
+									   uint64 *processed);
 extern SPIPlanPtr subexpire_cached_plan(SubexpireCachedStatement *statement,
 										const char *sql,
 										const SubexpireStatementParams *params);
