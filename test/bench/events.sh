@@ -80,13 +80,6 @@ RAW="UPDATE subscriptions SET status = 'expired', updated_at = now()
 FUN_N="SELECT * FROM expire_subscriptions('$AS_OF', rule_name => 'without');"
 FUN_E="SELECT * FROM expire_subscriptions('$AS_OF', rule_name => 'with-events');"
 
-# timed SQL: psql's \timing of the statements, in seconds (summed)
-timed() {
-	psqlc -c 'CHECKPOINT' >/dev/null
-	printf '\\timing on\n%s\n' "$1" | psqlc 2>&1 |
-		awk '/^Time: / { t += $2 } END { printf "%.6f", t / 1000 }'
-}
-
 # check CASE EVENTS: nothing left due, and EVENTS events, one for each row
 # that the run expired (those it gave its time as updated_at)
 check() {

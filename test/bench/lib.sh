@@ -9,6 +9,7 @@
 #                            with DUE rows due at $AS_OF
 #   restore                  bench becomes a fresh copy of bench_start
 #   bench_worker_run         one batched run of the worker in bench
+#   timed SQL                the seconds that SQL takes in bench
 # The server refuses to run as root: when invoked as root the server runs
 # as postgres; psql runs as the invoking user and connects as the cluster's
 # bootstrap superuser, over a unix socket in the work directory only.
@@ -213,6 +214,14 @@ restore() {
 			   OR c.oid IN (SELECT indexrelid FROM pg_index
 			                WHERE indrelid = 'public.subscriptions'::regclass)" >/dev/null
 	fi
+}
+
+# timed SQL: psql's \timing of the statements, run in bench after a
+# checkpoint, in seconds (summed)
+timed() {
+	psqlc -c 'CHECKPOINT' >/dev/null
+	printf '\\timing on\n%s\n' "$1" | psqlc 2>&1 |
+		awk '/^Time: / { t += $2 } END { printf "%.6f", t / 1000 }'
 }
 
 # wait_until WHAT DB SECONDS SQL: poll (twice a second, so as to take little

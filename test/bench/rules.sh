@@ -100,13 +100,6 @@ RAWS="UPDATE subscriptions SET status = 'canceled', updated_at = now(), plan = '
 FUN3="SELECT * FROM expire_subscriptions('$AS_OF');"
 FUNS="SELECT * FROM expire_subscriptions('$AS_OF', rule_name => 'grace-end');"
 
-# timed SQL: psql's \timing of the statements, in seconds (summed)
-timed() {
-	psqlc -c 'CHECKPOINT' >/dev/null
-	printf '\\timing on\n%s\n' "$1" | psqlc 2>&1 |
-		awk '/^Time: / { t += $2 } END { printf "%.6f", t / 1000 }'
-}
-
 # check CASE ACTIVE TRIAL PAST: what is left due, and the plans, after a case
 check() {
 	local left
