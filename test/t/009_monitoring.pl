@@ -38,6 +38,8 @@ my %families = (
     subscription_expiry_last_run_longest_batch_seconds => 'gauge',
     subscription_expiry_due                            => 'gauge',
     subscription_expiry_next_run_timestamp_seconds     => 'gauge',
+    subscription_expiry_events_pending                 => 'gauge',
+    subscription_expiry_events_oldest_age_seconds      => 'gauge',
 );
 
 # The first of @names found on PATH, or undef.
@@ -251,8 +253,12 @@ sub check_exporter
     for my $key (sort keys %$function)
     {
         my ($want, $got) = ($function->{$key}, $samples->{$key} // 'missing');
-        # Both print timestamps to the millisecond, rounded apart.
-        my $tolerance = $key =~ /timestamp/ ? 0.0011 : 1e-9 * max(1, abs($want));
+        # Both print timestamps to the millisecond, rounded apart; an age
+        # grows between the two readings.
+        my $tolerance =
+            $key =~ /timestamp/ ? 0.0011
+          : $key =~ /age_seconds/ ? 30
+          : 1e-9 * max(1, abs($want));
         ok( $got ne 'missing' && abs($got - $want) <= $tolerance,
             "$state: $key is $want in both (exporter: $got)");
     }
@@ -305,7 +311,23 @@ ok( $e->{subscription_expiry_last_expiry_timestamp_seconds}
       < $e->{subscription_expiry_last_success_timestamp_seconds},
     'after run 4: the last expiry is older than the last success');
 
-# State 3: with the target table gone the due rows cannot be counted;
+# State 3: two events wait in the outbox, the oldest since two hours.
+$node->safe_psql('postgres', q{
+    INSERT INTO subexpire_events (run_id, rule_name, target_table, row_key,
+                                  from_status, to_status, expires_at, expired_at)
+    VALUES (1, 'default', 'public.subscriptions', '{"id": 1}', 'active', 'expired',
+            now() - interval '3 hours', now() - interval '2 hours'),
+           (1, 'default', 'public.subscriptions', '{"id": 2}', 'active', 'expired',
+            now() - interval '3 hours', now() - interval '1 hour');
+});
+$m = check_metrics_function('events waiting');
+$e = check_exporter('events waiting', $m);
+is($e->{subscription_expiry_events_pending}, 2, 'events waiting: 2 pending');
+cmp_ok(abs($e->{subscription_expiry_events_oldest_age_seconds} - 7200), '<', 60,
+    'events waiting: the oldest has waited two hours');
+$node->safe_psql('postgres', 'DELETE FROM subexpire_events');
+
+# State 4: with the target table gone the due rows cannot be counted;
 # subexpire_metrics() leaves the gauge out, the exporter says NaN, and
 # everything else still works.
 $node->safe_psql('postgres', 'ALTER TABLE subscriptions RENAME TO subscriptions_away');
@@ -340,8 +362,9 @@ my $tests = slurp_file("$monitoring/alerts_test.yml");
 my %alerts = map { $_ => 1 } $rules =~ /^\s*- alert: (\w+)/mg;
 is_deeply([ sort keys %alerts ],
     [ sort qw(SubscriptionExpiryFailed SubscriptionExpiryNotRun SubscriptionExpiryNoExpiries
-          SubscriptionExpiryExcessive SubscriptionExpiryLongLocks SubscriptionExpiryBacklog) ],
-    'alerts.yml has the six alerts');
+          SubscriptionExpiryExcessive SubscriptionExpiryLongLocks SubscriptionExpiryBacklog
+          SubscriptionExpiryEventBacklog) ],
+    'alerts.yml has the seven alerts');
 for my $alert (sort keys %alerts)
 {
     like($tests, qr/alertname: $alert\n\s+exp_alerts: \[\]/,
