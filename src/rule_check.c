@@ -21,7 +21,6 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/rel.h"

@@ -144,10 +144,7 @@ subexpire_catch_step_error(MemoryContext context)
 
 /* ---- the life of a run ---- */
 
-/*
- * The rules the run makes, each with its own writes and lists, once the
- * run has its run_id, which their events name.
- */
+/* The rules the run makes, each with its own writes and lists. */
 static void
 set_rules(Run *run, List *rules)
 {
@@ -159,8 +156,7 @@ set_rules(Run *run, List *rules)
 		RunRule    *rr = palloc0(sizeof(RunRule));
 
 		rr->rule = lfirst(lc);
-		rr->writes = subexpire_run_writes_create(run->context, run->run_id,
-												 run->started_at);
+		rr->writes = subexpire_run_writes_create(run->context, run->started_at);
 		if (!run->in_caller_xact)
 			rr->due_rows = subexpire_due_rows_create(run->context);
 		run->rules = lappend(run->rules, rr);
@@ -521,21 +517,21 @@ start_batched_run(Run *run)
 {
 	SubexpireRunResult none = {0, 0, 0};
 	int64		due = 0;
-	List	   *rules;
 	ListCell   *lc;
 
 	subexpire_begin_step("subexpire: starting a run");
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->context);
 
-		rules = subexpire_load_rules(NULL);
+		set_rules(run, subexpire_load_rules(NULL));
 		MemoryContextSwitchTo(old);
 	}
 	if (subexpire_max_expired_per_run > 0)
 	{
-		foreach(lc, rules)
+		foreach(lc, run->rules)
 		{
-			RuleDue		count = {lfirst(lc), SUBEXPIRE_FOR_RUN, run->as_of, 0};
+			RuleDue		count = {((RunRule *) lfirst(lc))->rule, SUBEXPIRE_FOR_RUN,
+			run->as_of, 0};
 			ErrorData  *error = subexpire_try(count_rule_due, &count);
 
 			/* A rule that cannot be counted fails on its own, in its turn. */
@@ -549,11 +545,11 @@ start_batched_run(Run *run)
 	run->run_id = subexpire_record_run(0, run->trigger, run->as_of,
 									   run->started_at, 0, "running", &none,
 									   NULL);
-	set_rules(run, rules);
 	foreach(lc, run->rules)
 	{
 		RunRule    *rr = lfirst(lc);
 
+		subexpire_run_writes_set_run_id(rr->writes, run->run_id);
 		subexpire_record_rule_run(run->run_id, rr->rule->name,
 								  rr->rule->target_table, &none, NULL);
 	}
@@ -800,6 +796,7 @@ run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 	MemoryContext run_context = CurrentMemoryContext;
 	Run		   *run = new_run("manual", as_of, started_at, true);
 
+	set_rules(run, rules);
 	PG_TRY();
 	{
 		int64		due = 0;
@@ -809,7 +806,9 @@ run_in_caller_xact(List *rules, TimestampTz as_of, TimestampTz started_at)
 		guc_level = subexpire_bound_lock_waits();
 		run->run_id = subexpire_reserve_run_id();
 		AtEOXact_GUC(true, guc_level);
-		set_rules(run, rules);
+		foreach(lc, run->rules)
+			subexpire_run_writes_set_run_id(((RunRule *) lfirst(lc))->writes,
+											run->run_id);
 
 		foreach(lc, run->rules)
 		{

@@ -70,16 +70,21 @@ set_writes_param(SubexpireStatementParams *params, const SubexpireRunWrites *wri
 }
 
 SubexpireRunWrites *
-subexpire_run_writes_create(MemoryContext context, int64 run_id,
-							TimestampTz run_time)
+subexpire_run_writes_create(MemoryContext context, TimestampTz run_time)
 {
 	SubexpireRunWrites *writes = MemoryContextAllocZero(context,
 														sizeof(SubexpireRunWrites));
 
 	writes->context = context;
-	writes->run_id = run_id;
 	writes->run_time = run_time;
 	return writes;
+}
+
+/* The run's id, which its events name, once the run has one. */
+void
+subexpire_run_writes_set_run_id(SubexpireRunWrites *writes, int64 run_id)
+{
+	writes->run_id = run_id;
 }
 
 int64

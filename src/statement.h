@@ -74,8 +74,9 @@ typedef struct SubexpireCachedStatement
 } SubexpireCachedStatement;
 
 extern SubexpireRunWrites *subexpire_run_writes_create(MemoryContext context,
-													   int64 run_id,
 													   TimestampTz run_time);
+extern void subexpire_run_writes_set_run_id(SubexpireRunWrites *writes,
+											int64 run_id);
 extern int64 subexpire_run_writes_kept(const SubexpireRunWrites *writes);
 extern void subexpire_warn_kept_rows(const SubexpireTarget *target,
 									 const SubexpireRunWrites *writes);
