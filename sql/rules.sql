@@ -204,6 +204,16 @@ WHERE check_name IN ('index', 'rules', 'target_settings') ORDER BY 1;
 UPDATE subexpire_rules SET enabled = false WHERE rule_name = 'doomed';
 UPDATE subexpire_rules SET enabled = true WHERE rule_name = 'doomed';
 DELETE FROM subexpire_rules WHERE rule_name = 'doomed';
+-- With check_function_bodies off (a restore of pg_dump's output), a rule
+-- is written as it is, its name checked alone; the run refuses it.
+SET check_function_bodies = off;
+INSERT INTO subexpire_rules (rule_name, target_table, emit_events)
+VALUES ('restored', 'public.not_yet', true);
+INSERT INTO subexpire_rules (rule_name, target_table) VALUES ('bad name', 'public.not_yet');
+RESET check_function_bodies;
+SELECT * FROM expire_subscriptions('2026-06-01 00:00+00');
+SELECT status FROM subexpire_health() WHERE check_name = 'rules';
+DELETE FROM subexpire_rules WHERE rule_name = 'restored';
 SELECT check_name, status FROM subexpire_health()
 WHERE check_name IN ('index', 'rules', 'target_settings') ORDER BY 1;
 -- A target setting changed while rules define the job: health says so.
