@@ -5,7 +5,10 @@
 # row, the worker's batched run (key ranges, a transaction each), a
 # SIGKILL of the coordinator's run worker in the middle of one (no
 # committed batch lost), the run records and statistics on the
-# coordinator, and subexpire_health()'s index check.
+# coordinator, subexpire_health()'s index check, rules, and the events of
+# a rule with emit_events (written on the coordinator, one for each
+# expired row, by the common path, the locked-rows path and the worker's
+# batches, and across a SIGKILL of the run worker).
 #
 # Citus is not in Debian's archive: ../shared/citus/install.sh installs a
 # build for PostgreSQL 15 (CI runs it).  Without it, the test is skipped.
@@ -401,6 +404,196 @@ is( $coord->safe_psql('postgres', qq{
 is( $coord->safe_psql('postgres',
         "SELECT count(*) FROM subscriptions WHERE status IN ('trialing', 'lapsed')"),
     '0', 'no row is left between the rules');
+
+# ---- events of a rule on the distributed table ----
+
+# A rule with emit_events beside the two: one event for each row it
+# expires, written on the coordinator in the transaction that expired the
+# row, by the function's common path, its locked-rows path, and the
+# worker's batches (with a row held locked too).
+$coord->safe_psql('postgres', q{
+    INSERT INTO subexpire_rules (rule_name, target_table, emit_events, run_order)
+    VALUES ('period-end', 'public.subscriptions', true, 30);
+});
+
+# The rows of round $k, by their expiry, as a condition on $column.
+sub in_round
+{
+    my ($k, $column) = @_;
+    return "$column >= '2000-01-01 00:00+00'::timestamptz + $k * interval '1 day' "
+      . "AND $column < '2000-01-01 00:00+00'::timestamptz + ($k + 1) * interval '1 day'";
+}
+
+# The expired rows of round $k against the events of its rows, in one
+# statement: "rows events keys rows-without-event events-without-row
+# events-that-say-otherwise".  (The distributed side is a CTE, an
+# intermediate result on the coordinator, where the events are.)
+sub events_against_rows
+{
+    my ($k) = @_;
+    return join ' ', split /\|/, $coord->safe_psql('postgres', q{
+        WITH s AS MATERIALIZED (SELECT user_id, expires_at, updated_at FROM subscriptions
+                                WHERE status = 'expired' AND } . in_round($k, 'expires_at') . q{),
+             e AS MATERIALIZED (SELECT * FROM subexpire_events WHERE } . in_round($k, 'expires_at') . q{)
+        SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM e),
+               (SELECT count(DISTINCT row_key) FROM e),
+               count(*) FILTER (WHERE e.event_id IS NULL),
+               count(*) FILTER (WHERE s.user_id IS NULL),
+               count(*) FILTER (WHERE s.user_id IS NOT NULL AND e.event_id IS NOT NULL
+                   AND (e.rule_name, e.target_table, e.from_status, e.to_status,
+                        e.expires_at, e.expired_at)
+                       IS DISTINCT FROM ('period-end', 'public.subscriptions', 'active',
+                                         'expired', s.expires_at, s.updated_at))
+        FROM s FULL JOIN e ON e.row_key = jsonb_build_object('user_id', s.user_id)});
+}
+
+sub events_of_run
+{
+    my ($run) = @_;
+    return $coord->safe_psql('postgres', "SELECT count(*) FROM subexpire_events WHERE run_id = $run");
+}
+
+sub last_run { return $coord->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs'); }
+
+# The common path.
+add_round(8, 5000);
+is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
+    '5000', 'the function expires the due rows under the rule with events');
+is(events_of_run(last_run()), '5000', 'its run wrote an event for each on the coordinator');
+is(events_against_rows(8), '5000 5000 5000 0 0 0',
+    'the events match the expired rows one to one by key, each with its row\'s expiry and the run\'s time');
+
+# The locked-rows path.
+add_round(9, 5000);
+$locked = $coord->safe_psql('postgres', q{
+    SELECT user_id FROM subscriptions WHERE status = 'active' AND expires_at <= now()
+    ORDER BY expires_at OFFSET 2000 LIMIT 1});
+$holder = start_session(qq{
+    SET application_name = 'events_holder';
+    BEGIN;
+    SELECT user_id FROM subscriptions WHERE user_id = '$locked' FOR UPDATE;
+    SELECT pg_sleep(60);
+});
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'events_holder' AND wait_event = 'PgSleep'"),
+    'another session holds a due row locked');
+($rc, $out, $err) = $coord->psql('postgres', 'SELECT expired_count FROM expire_subscriptions()');
+is($out, '4999', 'the function expired every other due row');
+is( $coord->safe_psql('postgres', 'SELECT skipped_locked FROM subexpire_runs ORDER BY run_id DESC LIMIT 1'),
+    '1', 'and left the locked one, counted: the locked-rows path');
+is(events_of_run(last_run()), '4999', 'its run wrote an event for each row it expired');
+is( $coord->safe_psql('postgres',
+        "SELECT count(*) FROM subexpire_events WHERE row_key = jsonb_build_object('user_id', '$locked'::uuid)"),
+    '0', 'and none for the locked row');
+is(events_against_rows(9), '4999 4999 4999 0 0 0', 'the events match the expired rows one to one');
+end_session($holder, 'events_holder');
+is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
+    '1', 'once released, the next run expires the row');
+is( $coord->safe_psql('postgres',
+        "SELECT string_agg(run_id::text, ',') FROM subexpire_events WHERE row_key = jsonb_build_object('user_id', '$locked'::uuid)"),
+    last_run(), 'and writes its one event');
+is(events_against_rows(9), '5000 5000 5000 0 0 0', 'the events match the expired rows one to one');
+
+# The worker's batches, one row held locked while they run.
+add_round(10, 20000);
+$locked = $coord->safe_psql('postgres', q{
+    SELECT user_id FROM subscriptions WHERE status = 'active' AND expires_at <= now()
+    ORDER BY expires_at OFFSET 9000 LIMIT 1});
+$holder = start_session(qq{
+    SET application_name = 'events_holder';
+    BEGIN;
+    SELECT user_id FROM subscriptions WHERE user_id = '$locked' FOR UPDATE;
+    SELECT pg_sleep(60);
+});
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'events_holder' AND wait_event = 'PgSleep'"),
+    'another session holds a due row locked');
+
+# Turn the worker on until a run after run $after has expired rows and
+# ended, then off; returns that run's id.
+sub worker_run_after
+{
+    my ($after) = @_;
+    my $ended = "run_id > $after AND status <> 'running' AND expired_count > 0";
+    $coord->append_conf('postgresql.conf', "subexpire.enabled = on\n");
+    $coord->reload;
+    $coord->poll_query_until('postgres', "SELECT count(*) > 0 FROM subexpire_runs WHERE $ended")
+      or die "no worker run after $after expired rows";
+    $coord->append_conf('postgresql.conf', "subexpire.enabled = off\n");
+    $coord->reload;
+    $coord->poll_query_until('postgres',
+        "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'")
+      or die 'the run worker did not end';
+    return $coord->safe_psql('postgres', "SELECT min(run_id) FROM subexpire_runs WHERE $ended");
+}
+
+my $events_run = worker_run_after(last_run());
+is( $coord->safe_psql('postgres', qq{
+        SELECT status || ' ' || expired_count || ' ' || skipped_locked || ' ' || (longest_batch IS NOT NULL)
+        FROM subexpire_runs WHERE run_id = $events_run}),
+    'succeeded 19999 1 true', 'a worker run expired the rows in batches, and left the locked one');
+is(events_of_run($events_run), '19999', 'its batches wrote an event for each row they expired');
+is( $coord->safe_psql('postgres',
+        "SELECT count(*) FROM subexpire_events WHERE row_key = jsonb_build_object('user_id', '$locked'::uuid)"),
+    '0', 'and none for the locked row');
+is(events_against_rows(10), '19999 19999 19999 0 0 0', 'the events match the expired rows one to one');
+end_session($holder, 'events_holder');
+$events_run = worker_run_after($events_run);
+is( $coord->safe_psql('postgres',
+        "SELECT string_agg(run_id::text, ',') FROM subexpire_events WHERE row_key = jsonb_build_object('user_id', '$locked'::uuid)"),
+    $events_run, 'once released, the next worker run expires the row and writes its one event');
+is(events_against_rows(10), '20000 20000 20000 0 0 0', 'the events match the expired rows one to one');
+
+# A SIGKILL of the coordinator's run worker in the middle of the batches:
+# once the next runs have expired the rest and no prepared transaction is
+# left on the workers, the killed run's committed batches have their
+# events, and no row has more than one.
+add_round(11, 60000);
+$before = last_run();
+$coord->append_conf('postgresql.conf', "subexpire.enabled = on\n");
+$coord->reload;
+ok( $coord->poll_query_until('postgres', qq{
+        SELECT count(*) = 1 FROM subexpire_runs r JOIN subexpire_run_rules rr USING (run_id)
+        WHERE r.run_id > $before AND r.status = 'running'
+          AND rr.rule_name = 'period-end' AND rr.expired_count > 0}),
+    'a worker run is expiring rows in batches under the rule with events');
+$crashed = $coord->safe_psql('postgres', qq{
+    SELECT run_id FROM subexpire_runs WHERE run_id > $before AND status = 'running'});
+$pid = $coord->safe_psql('postgres',
+    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'subexpire run'");
+$log_offset = -s $coord->logfile;
+kill 'KILL', $pid or die "could not kill $pid: $!";
+$coord->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
+ok( $coord->poll_query_until('postgres',
+        "SELECT status = 'failed' FROM subexpire_runs WHERE run_id = $crashed"),
+    'killed in the middle of its run, the run is marked failed when the worker comes back');
+ok( $coord->poll_query_until('postgres', q{
+        SELECT count(*) = 0 FROM subscriptions WHERE status = 'active' AND expires_at <= now()}),
+    'the next runs expire the rest');
+$coord->append_conf('postgresql.conf', "subexpire.enabled = off\n");
+$coord->reload;
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'"),
+    'the run worker ended');
+ok($_->poll_query_until('postgres', 'SELECT count(*) = 0 FROM pg_prepared_xacts'),
+    $_->name . ': no prepared transaction is left') for @workers;
+$count = $coord->safe_psql('postgres', qq{
+    SELECT expired_count FROM subexpire_run_rules WHERE run_id = $crashed AND rule_name = 'period-end'});
+ok($count > 0 && $count < 60000 && $count % 200 == 0,
+    "the killed run committed whole batches, short of the round ($count rows)");
+is(events_of_run($crashed), $count, 'it has an event for each row it committed, and no more');
+is(events_against_rows(11), '60000 60000 60000 0 0 0',
+    'the events of the round match its expired rows one to one');
+
+# Every run under the rule: its record counts its events.
+is( $coord->safe_psql('postgres', q{
+        WITH e AS (SELECT run_id, count(*) AS n FROM subexpire_events GROUP BY run_id),
+             r AS (SELECT run_id, expired_count AS n FROM subexpire_run_rules
+                   WHERE rule_name = 'period-end' AND expired_count > 0)
+        SELECT count(*) FROM e FULL JOIN r USING (run_id) WHERE e.n IS DISTINCT FROM r.n}),
+    '0', "each run's record of the rule counts exactly its events");
+is( $coord->safe_psql('postgres', "SELECT count(*) FROM subexpire_events WHERE rule_name <> 'period-end'"),
+    '0', 'the rules without emit_events wrote none');
 
 $_->stop for reverse @nodes;
 done_testing();
