@@ -8,7 +8,8 @@
 # the run, a second run that finds nothing left, the background worker
 # expiring subscriptions that fall due, on a 2-second schedule, and three
 # lifecycle rules (a trial, a paid period and a grace period that end) in
-# one run.  The cluster is
+# one run, the last writing an event for each row it expires, which a
+# consumer takes.  The cluster is
 # removed at the end; pass --keep to keep it and get the psql command to
 # connect to it.  Works as root or as a user with sudo.
 set -euo pipefail
@@ -142,12 +143,13 @@ VALUES ('trial-end', 'public.subscriptions', 'trialing', 'expired', 'trial_ends_
 INSERT INTO subexpire_rules (rule_name, target_table, from_status, to_status,
                              expires_column, run_order)
 VALUES ('period-end', 'public.subscriptions', 'active', 'past_due', 'expires_at', 20);
+-- grace-end tells the rest of the system: one event a canceled subscription.
 INSERT INTO subexpire_rules (rule_name, target_table, from_status, to_status,
-                             expires_column, grace_period, set_columns, run_order)
+                             expires_column, grace_period, set_columns, emit_events, run_order)
 VALUES ('grace-end', 'public.subscriptions', 'past_due', 'canceled', 'expires_at',
-        '7 days', '{"plan": "free"}', 30);
+        '7 days', '{"plan": "free"}', true, 30);
 SQL
-psql_demo -c "SELECT rule_name, from_status, to_status, expires_column, grace_period, set_columns
+psql_demo -c "SELECT rule_name, from_status, to_status, expires_column, grace_period, set_columns, emit_events
               FROM subexpire_rules ORDER BY run_order"
 echo "== what each rule would do now (subexpire_due)"
 psql_demo -c "SELECT * FROM subexpire_due()"
@@ -157,6 +159,11 @@ psql_demo -c "SELECT rule_name, expired_count FROM subexpire_run_rules
               WHERE run_id = (SELECT max(run_id) FROM subexpire_runs) ORDER BY rule_name"
 psql_demo -c "SELECT status, plan, count(*) AS subscriptions FROM subscriptions s JOIN users u ON u.id = s.user_id
               WHERE u.email LIKE 'rules%' GROUP BY 1, 2 ORDER BY 1, 2"
+echo "== the outbox: one event for each subscription that grace-end canceled, written with it"
+psql_demo -c "SELECT rule_name, to_status, count(*) AS events FROM subexpire_events GROUP BY 1, 2"
+echo "== a consumer takes them in its transaction (examples/events_consumer.py does it in batches)"
+psql_demo -c "SELECT event_id, run_id, row_key, from_status, to_status FROM subexpire_take_events(3)"
+psql_demo -c "SELECT count(*) AS events_left FROM subexpire_events"
 
 if [ "$keep" = yes ]; then
     echo "== the cluster is kept; connect with:"
