@@ -11,13 +11,16 @@
 #   (b) the raw UPDATE
 #   (n) SELECT * FROM expire_subscriptions(cutoff, rule_name => 'without')
 #   (e) SELECT * FROM expire_subscriptions(cutoff, rule_name => 'with-events')
+#   (wn), (we) the worker's batched run, with only 'without' or only
+#       'with-events' enabled, timed from its run record
 # Every case must expire exactly the due rows; (e) must leave one event for
-# each, by key, and (n) none.  After each (e), the events are taken and
+# each, by key, and (n) none; so must (we) and (wn).  After each (e) and
+# (we), the events are taken and
 # deleted the way a consumer does, in transactions of --take rows
 # (SELECT count(*) FROM subexpire_take_events(--take), one psql statement
 # each, until one takes none), timed from the first take to the last.
-# Prints the medians, e/n (target: 1.6) and e/b, and the rows taken a
-# second.
+# Prints the medians, e/n (target: 1.6), e/b and we/wn, and the rows
+# taken a second.
 #
 # Run (the extension installed; as root the server runs as postgres):
 #   test/bench/events.sh                   # 1M rows, 200k due, 4 pairs
@@ -116,26 +119,33 @@ run_case() {
 		b) t=$(timed "$RAW"); check b 0 ;;
 		n) t=$(timed "$FUN_N"); check n 0 ;;
 		e) t=$(timed "$FUN_E"); check e "$D" ;;
+		wn | we)
+			psqlc -c "UPDATE subexpire_rules SET enabled = (rule_name = '$([[ $c == we ]] && echo with-events || echo without)')" >/dev/null
+			read -r _ t _ <<<"$(bench_worker_run)"
+			check "$c" "$([[ $c == we ]] && echo "$D" || echo 0)"
+			;;
 	esac
 	eval "T_$c+=(\"$t\")"
 	say "  $c: $t s"
-	if [[ $c == e ]]; then
+	if [[ $c == e || $c == we ]]; then
 		t=$(take)
 		T_take+=("$t")
 		say "  take: $t s"
 	fi
 }
 
-T_b=() T_n=() T_e=() T_take=()
+T_b=() T_n=() T_e=() T_wn=() T_we=() T_take=()
 for ((pair = 1; pair <= PAIRS; pair++)); do
 	say "-- pair $pair"
-	if ((pair % 2)); then order=(b n e); else order=(e n b); fi
+	if ((pair % 2)); then order=(b n e wn we); else order=(we wn e n b); fi
 	for c in "${order[@]}"; do run_case "$c"; done
 done
 
 M_b=$(median "${T_b[@]}") M_n=$(median "${T_n[@]}") M_e=$(median "${T_e[@]}")
+M_wn=$(median "${T_wn[@]}") M_we=$(median "${T_we[@]}")
 M_take=$(median "${T_take[@]}")
 R_EN=$(calc "$M_e / $M_n") R_EB=$(calc "$M_e / $M_b") R_NB=$(calc "$M_n / $M_b")
+R_W=$(calc "$M_we / $M_wn")
 RATE=$(calc "$D / $M_take")
 say "================================================================================"
 say "Machine: $MACHINE; $PG_VERSION; subexpire $EXT_VERSION"
@@ -145,6 +155,8 @@ say "| --- | --- | --- |"
 say "| (b) raw UPDATE | $M_b | ${T_b[*]} |"
 say "| (n) expire_subscriptions(), rule without events | $M_n | ${T_n[*]} |"
 say "| (e) expire_subscriptions(), rule with emit_events | $M_e | ${T_e[*]} |"
+say "| (wn) the worker's run, batches of $BATCH_SIZE, rule without events | $M_wn | ${T_wn[*]} |"
+say "| (we) the worker's run, batches of $BATCH_SIZE, rule with emit_events | $M_we | ${T_we[*]} |"
 say "| taking the $D events, $TAKE a transaction | $M_take | ${T_take[*]} |"
-say "e/n = $R_EN (target <= $TARGET); e/b = $R_EB; n/b = $R_NB"
+say "e/n = $R_EN (target <= $TARGET); e/b = $R_EB; n/b = $R_NB; we/wn = $R_W"
 say "taken: $RATE events a second"
