@@ -455,6 +455,26 @@ sub events_of_run
 
 sub last_run { return $coord->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs'); }
 
+# Hold the due row at $offset in expiry order locked from another session
+# (events_holder) until end_session(); returns its user_id and the session.
+sub hold_due_row
+{
+    my ($offset) = @_;
+    my $user_id = $coord->safe_psql('postgres', qq{
+        SELECT user_id FROM subscriptions WHERE status = 'active' AND expires_at <= now()
+        ORDER BY expires_at OFFSET $offset LIMIT 1});
+    my $session = start_session(qq{
+        SET application_name = 'events_holder';
+        BEGIN;
+        SELECT user_id FROM subscriptions WHERE user_id = '$user_id' FOR UPDATE;
+        SELECT pg_sleep(60);
+    });
+    ok( $coord->poll_query_until('postgres',
+            "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'events_holder' AND wait_event = 'PgSleep'"),
+        'another session holds a due row locked');
+    return ($user_id, $session);
+}
+
 # The common path.
 add_round(8, 5000);
 is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
@@ -465,18 +485,7 @@ is(events_against_rows(8), '5000 5000 5000 0 0 0',
 
 # The locked-rows path.
 add_round(9, 5000);
-$locked = $coord->safe_psql('postgres', q{
-    SELECT user_id FROM subscriptions WHERE status = 'active' AND expires_at <= now()
-    ORDER BY expires_at OFFSET 2000 LIMIT 1});
-$holder = start_session(qq{
-    SET application_name = 'events_holder';
-    BEGIN;
-    SELECT user_id FROM subscriptions WHERE user_id = '$locked' FOR UPDATE;
-    SELECT pg_sleep(60);
-});
-ok( $coord->poll_query_until('postgres',
-        "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'events_holder' AND wait_event = 'PgSleep'"),
-    'another session holds a due row locked');
+($locked, $holder) = hold_due_row(2000);
 ($rc, $out, $err) = $coord->psql('postgres', 'SELECT expired_count FROM expire_subscriptions()');
 is($out, '4999', 'the function expired every other due row');
 is( $coord->safe_psql('postgres', 'SELECT skipped_locked FROM subexpire_runs ORDER BY run_id DESC LIMIT 1'),
@@ -496,18 +505,7 @@ is(events_against_rows(9), '5000 5000 5000 0 0 0', 'the events match the expired
 
 # The worker's batches, one row held locked while they run.
 add_round(10, 20000);
-$locked = $coord->safe_psql('postgres', q{
-    SELECT user_id FROM subscriptions WHERE status = 'active' AND expires_at <= now()
-    ORDER BY expires_at OFFSET 9000 LIMIT 1});
-$holder = start_session(qq{
-    SET application_name = 'events_holder';
-    BEGIN;
-    SELECT user_id FROM subscriptions WHERE user_id = '$locked' FOR UPDATE;
-    SELECT pg_sleep(60);
-});
-ok( $coord->poll_query_until('postgres',
-        "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'events_holder' AND wait_event = 'PgSleep'"),
-    'another session holds a due row locked');
+($locked, $holder) = hold_due_row(9000);
 
 # Turn the worker on until a run after run $after has expired rows and
 # ended, then off; returns that run's id.
