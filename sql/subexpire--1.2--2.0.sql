@@ -50,6 +50,14 @@ SELECT pg_catalog.pg_extension_config_dump('subexpire_rules', '');
 REVOKE ALL ON subexpire_rules FROM PUBLIC;
 GRANT SELECT ON subexpire_rules TO pg_monitor;
 
+-- A worker run that reached subexpire.max_run_duration started no new
+-- batch and left the rest to the next run.
+ALTER TABLE subexpire_runs
+    ADD COLUMN stopped_early boolean NOT NULL DEFAULT false;
+
+COMMENT ON COLUMN subexpire_runs.stopped_early IS
+    'the worker run reached subexpire.max_run_duration, started no new batch, and left the rest to the next run';
+
 -- One row a rule a run, kept and pruned with subexpire_runs; the worker
 -- adds to it in the transaction of each batch, as to the run's record.
 CREATE TABLE subexpire_run_rules (

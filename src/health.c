@@ -16,6 +16,9 @@
  *	  event_backlog     the oldest event not taken from subexpire_events
  *	                    is older than subexpire.alert_event_backlog_after:
  *	                    warning
+ *	  stopped_early     the last STOPPED_EARLY_RUNS worker runs each
+ *	                    stopped at subexpire.max_run_duration with due
+ *	                    rows left: warning
  *
  * IDENTIFICATION
  *	  src/health.c
@@ -39,6 +42,7 @@
 
 #include "events.h"
 #include "next_run.h"
+#include "records.h"
 #include "rules.h"
 #include "settings.h"
 #include "srf.h"
@@ -48,6 +52,9 @@
 
 /* How late a scheduled run may be before "overdue" says so. */
 #define OVERDUE_GRACE_SECONDS (15 * 60)
+
+/* How many worker runs in a row stop early before "stopped_early" says so. */
+#define STOPPED_EARLY_RUNS 3
 
 typedef struct HealthRows
 {
@@ -352,6 +359,35 @@ event_backlog_check(HealthRows *rows, TimestampTz now)
 		add_check(rows, "event_backlog", "ok", "no event waits in subexpire_events");
 }
 
+/*
+ * stopped_early: the worker's runs keep reaching subexpire.max_run_duration,
+ * so that due rows wait from one run to the next.  (A run stops early only
+ * when it has a batch or a rule left to start.)
+ */
+static void
+stopped_early_check(HealthRows *rows)
+{
+	int			stopped;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	stopped = subexpire_runs_stopped_early(STOPPED_EARLY_RUNS);
+	SPI_finish();
+	if (stopped < 0)
+		return;					/* the records of 1.x do not say */
+	if (stopped == STOPPED_EARLY_RUNS)
+		add_check(rows, "stopped_early", "warning",
+				  psprintf("the last %d runs of the worker each stopped at subexpire.max_run_duration (%d s) and left due rows for the next run; raise subexpire.max_run_duration, or run SELECT expire_subscriptions() to catch up",
+						   STOPPED_EARLY_RUNS, subexpire_max_run_duration));
+	else if (subexpire_max_run_duration == 0)
+		add_check(rows, "stopped_early", "ok",
+				  "subexpire.max_run_duration is 0: worker runs are not stopped early");
+	else
+		add_check(rows, "stopped_early", "ok",
+				  psprintf("%d of the last %d runs of the worker stopped at subexpire.max_run_duration",
+						   stopped, STOPPED_EARLY_RUNS));
+}
+
 PG_FUNCTION_INFO_V1(subexpire_health);
 
 Datum
@@ -369,5 +405,6 @@ subexpire_health(PG_FUNCTION_ARGS)
 	excessive_expiry_check(&rows, &c);
 	check_rules(&rows);
 	event_backlog_check(&rows, now);
+	stopped_early_check(&rows);
 	return (Datum) 0;
 }

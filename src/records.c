@@ -222,6 +222,59 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 }
 
 /*
+ * Say in a worker run's record that it reached subexpire.max_run_duration
+ * and left the rest to the next run.  Nothing before 2.0, whose records
+ * have no such column.
+ */
+void
+subexpire_record_stopped_early(int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	RunsTable	history = find_runs_table();
+	int			rc;
+
+	if (history.runs.sql_version < SUBEXPIRE_SQL_2_0)
+		return;
+	values[0] = Int64GetDatum(run_id);
+	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
+						  "UPDATE %s SET stopped_early = true WHERE run_id OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "marking run %lld stopped early failed: %s",
+			 (long long) run_id, SPI_result_code_string(rc));
+}
+
+/*
+ * How many of the last "last" worker runs that ended stopped early at
+ * subexpire.max_run_duration; -1 before 2.0, whose records do not say.
+ * The caller is connected to SPI.
+ */
+int
+subexpire_runs_stopped_early(int last)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	RunsTable	history = find_runs_table();
+	int			rc;
+
+	if (history.runs.sql_version < SUBEXPIRE_SQL_2_0)
+		return -1;
+	values[0] = Int32GetDatum(last);
+	rc = execute_as_owner(&history, history.runs.name, AccessShareLock,
+						  "SELECT pg_catalog.count(*) FILTER (WHERE stopped_early) FROM "
+						  "(SELECT stopped_early FROM %s "
+						  "WHERE \"trigger\" OPERATOR(pg_catalog.<>) 'manual' "
+						  "AND status OPERATOR(pg_catalog.<>) 'running' "
+						  "ORDER BY run_id DESC LIMIT $1) AS latest",
+						  1, types, values, NULL);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the last runs failed: %s",
+			 SPI_result_code_string(rc));
+	return (int) returned_int64();
+}
+
+/*
  * Mark the worker's runs that a crash left "running" as failed.  Only the
  * worker commits a "running" record, and it runs one run at a time, so
  * when it starts a run none of its earlier runs can still be going.

@@ -34,6 +34,8 @@ extern void subexpire_record_rule_run(int64 run_id, const char *rule_name,
 extern void subexpire_update_rule_run(int64 run_id, const char *rule_name,
 									  const SubexpireRunResult *added,
 									  const char *error);
+extern void subexpire_record_stopped_early(int64 run_id);
+extern int	subexpire_runs_stopped_early(int last);
 extern int64 subexpire_fail_interrupted_runs(void);
 extern TimestampTz subexpire_last_scheduled_success(void);
 extern void subexpire_prune_runs(void);

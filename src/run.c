@@ -82,6 +82,7 @@ typedef struct Run
 	int64		committed;		/* worker: expired by committed batches */
 	int64		longest;		/* worker: the longest batch that expired
 								 * rows, in microseconds; -1: none */
+	bool		stopped_early;	/* worker: reached subexpire.max_run_duration */
 	MemoryContext context;		/* lives as long as the run */
 } Run;
 
@@ -270,7 +271,7 @@ announce_run(const Run *run, TimestampTz finished_at)
 	const SubexpireRunResult *result = &run->total;
 
 	ereport(LOG,
-			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s%s%s",
+			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s%s%s%s",
 					run->trigger, (long long) run->run_id,
 					(long long) result->expired_count,
 					timestamptz_to_str(run->as_of),
@@ -285,6 +286,10 @@ announce_run(const Run *run, TimestampTz finished_at)
 					result->kept_active > 0
 					? psprintf("; %lld more stayed due, their status kept by a trigger",
 							   (long long) result->kept_active)
+					: "",
+					run->stopped_early
+					? psprintf("; it stopped early, at subexpire.max_run_duration (%d s), and left the rest for the next run",
+							   subexpire_max_run_duration)
 					: "")));
 
 	if (result->expired_count > 0)
@@ -371,9 +376,13 @@ finish_run(Run *run)
 		}
 	}
 	else
+	{
 		subexpire_update_run(run->run_id, &none,
 							 failure ? "failed" : "succeeded", failure,
 							 run->longest);
+		if (run->stopped_early)
+			subexpire_record_stopped_early(run->run_id);
+	}
 	subexpire_prune_runs();
 	announce_run(run, finished_at);
 	return finished_at;
@@ -602,11 +611,30 @@ expire_one_batch(Run *run, RunRule *rr, bool *more)
 }
 
 /*
+ * Has the worker's run reached subexpire.max_run_duration?  Then it starts
+ * no new batch: it says so in its record, and the next run expires the
+ * rest.  Asked before each batch, so that a run stops early only when
+ * rows are left; its rules after that still list their due rows, but
+ * expire none.
+ */
+static bool
+out_of_time(Run *run)
+{
+	if (subexpire_max_run_duration > 0 &&
+		GetCurrentTimestamp() >=
+		TimestampTzPlusMilliseconds(run->started_at,
+									(int64) subexpire_max_run_duration * 1000))
+		run->stopped_early = true;
+	return run->stopped_early;
+}
+
+/*
  * A list of a rule's due rows, in a transaction that locks none, then
  * batches from it; another list when this one could not hold them all,
  * unless its batches expired nothing (every row locked, or kept due by a
  * trigger).  The rule's own guard is checked in its first list's
- * transaction, before any of its rows is expired.
+ * transaction, before any of its rows is expired.  Returns before a batch
+ * when the run is out of time (out_of_time()).
  */
 static void
 expire_listed_rows(Run *run, RunRule *rr)
@@ -639,6 +667,8 @@ expire_listed_rows(Run *run, RunRule *rr)
 		while (more)
 		{
 			CHECK_FOR_INTERRUPTS();
+			if (out_of_time(run))
+				return;
 			round_expired += expire_one_batch(run, rr, &more);
 		}
 	} while (round_expired > 0);
@@ -662,6 +692,7 @@ finish_batched_rule(Run *run, RunRule *rr, bool last_rule)
 	subexpire_begin_step("subexpire: finishing a rule");
 	target = subexpire_open_target(rr->rule, SUBEXPIRE_FOR_RUN);
 	added = expire_rest(run, rr, target,
+						run->stopped_early ||
 						subexpire_due_rows_all_taken(rr->due_rows));
 	subexpire_close_target(target);
 

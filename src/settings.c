@@ -39,6 +39,7 @@ int			subexpire_grace_period = 0;
 int			subexpire_batch_size = 10000;
 int			subexpire_max_expired_per_run = 0;
 int			subexpire_lock_wait = 1000;
+int			subexpire_max_run_duration = 0;
 bool		subexpire_enabled = true;
 char	   *subexpire_schedule = NULL;
 char	   *subexpire_timezone = NULL;
@@ -225,6 +226,14 @@ subexpire_define_settings(void)
 							&subexpire_lock_wait,
 							1000, 1, 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("subexpire.max_run_duration",
+							"A worker run starts no new batch after it has run this long.",
+							"It records that it stopped early, and the next run expires the rest.  0: no limit.  A manual run is bounded by statement_timeout.",
+							&subexpire_max_run_duration,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("subexpire.enabled",

@@ -22,6 +22,7 @@ extern int	subexpire_grace_period;
 extern int	subexpire_batch_size;
 extern int	subexpire_max_expired_per_run;
 extern int	subexpire_lock_wait;
+extern int	subexpire_max_run_duration;
 extern int	subexpire_history_retention;
 extern int	subexpire_alert_no_expiry_after;
 extern int	subexpire_alert_max_expired;
