@@ -42,20 +42,6 @@
 /* The parameters before the arrays of the INSERT (see insert_events()). */
 #define EVENT_FIXED_PARAMS 6
 
-SubexpireExpiredRows *
-subexpire_expired_rows_create(SubexpireTarget *target)
-{
-	SubexpireExpiredRows *rows = palloc0(sizeof(SubexpireExpiredRows));
-
-	(void) subexpire_key_columns(target);
-	rows->maxrows = SUBEXPIRE_EVENTS_AT_ONCE;
-	rows->expires = palloc(rows->maxrows * sizeof(Datum));
-	rows->keys = palloc(Max(target->nkeys, 1) * sizeof(Datum *));
-	for (int k = 0; k < target->nkeys; k++)
-		rows->keys[k] = palloc(rows->maxrows * sizeof(Datum));
-	return rows;
-}
-
 /* An array of the n values, of the type of a column, for the INSERT. */
 static Datum
 column_array(Oid type, Datum *values, int n, Oid *array_type)
@@ -104,6 +90,29 @@ insert_events_sql(const SubexpireOwnTable *events, SubexpireTarget *target)
 }
 
 /*
+ * An empty collection for the events of one statement on target: the
+ * outbox is looked up and its INSERT made here, once, for all the
+ * statement's rows.
+ */
+SubexpireExpiredRows *
+subexpire_expired_rows_create(SubexpireTarget *target)
+{
+	SubexpireExpiredRows *rows = palloc0(sizeof(SubexpireExpiredRows));
+
+	(void) subexpire_key_columns(target);
+	if (target->nkeys == 0)
+		elog(ERROR, "table %s has no primary key to name its events' rows by",
+			 target->qualified_name);
+	rows->expires = palloc(SUBEXPIRE_EVENTS_AT_ONCE * sizeof(Datum));
+	rows->keys = palloc(target->nkeys * sizeof(Datum *));
+	for (int k = 0; k < target->nkeys; k++)
+		rows->keys[k] = palloc(SUBEXPIRE_EVENTS_AT_ONCE * sizeof(Datum));
+	rows->outbox = subexpire_find_own_table(EVENTS_TABLE);
+	rows->insert = insert_events_sql(&rows->outbox, target);
+	return rows;
+}
+
+/*
  * Write the events of the rows collected in "rows", expired by run run_id
  * at expired_at under target's rule, and empty the collection.  The
  * caller is connected to SPI, in the (sub)transaction that expired them.
@@ -113,7 +122,6 @@ subexpire_write_events(SubexpireTarget *target, int64 run_id,
 					   TimestampTz expired_at, SubexpireExpiredRows *rows)
 {
 	const SubexpireRule *rule = target->rule;
-	SubexpireOwnTable events;
 	int			nargs = EVENT_FIXED_PARAMS + 1 + target->nkeys;
 	Oid		   *types;
 	Datum	   *values;
@@ -121,10 +129,6 @@ subexpire_write_events(SubexpireTarget *target, int64 run_id,
 
 	if (rows->nrows == 0)
 		return;
-	if (target->nkeys == 0)
-		elog(ERROR, "table %s has no primary key to name its events' rows by",
-			 target->qualified_name);
-	events = subexpire_find_own_table(EVENTS_TABLE);
 	types = palloc(nargs * sizeof(Oid));
 	values = palloc(nargs * sizeof(Datum));
 	types[0] = INT8OID;
@@ -147,10 +151,10 @@ subexpire_write_events(SubexpireTarget *target, int64 run_id,
 			column_array(target->key_types[k], rows->keys[k], rows->nrows,
 						 &types[EVENT_FIXED_PARAMS + 1 + k]);
 
-	rc = subexpire_execute_on_own_table(&events, RowExclusiveLock,
+	rc = subexpire_execute_on_own_table(&rows->outbox, RowExclusiveLock,
 										"to write the run's events",
-										insert_events_sql(&events, target),
-										nargs, types, values, NULL);
+										rows->insert, nargs, types, values,
+										NULL);
 	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) rows->nrows)
 		elog(ERROR, "writing %d events failed: %s", rows->nrows,
 			 SPI_result_code_string(rc));

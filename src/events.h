@@ -13,23 +13,26 @@
 
 #include "datatype/timestamp.h"
 
+#include "own_table.h"
 #include "target.h"
 
+/* At most this many events are written by one INSERT. */
+#define SUBEXPIRE_EVENTS_AT_ONCE 10000
+
 /*
- * The events of rows that one statement expired: each row's expiry and
- * primary key columns, as values of the target's column types.
+ * The events of rows that one statement expired, SUBEXPIRE_EVENTS_AT_ONCE
+ * at most at a time: each row's expiry and primary key columns, as values
+ * of the target's column types; and the INSERT that writes them, made
+ * once a statement.
  */
 typedef struct SubexpireExpiredRows
 {
 	int			nrows;
-	int			maxrows;
-	Datum	   *expires;		/* [maxrows] */
-	bool	   *expires_nulls;
-	Datum	  **keys;			/* [nkeys][maxrows] */
+	Datum	   *expires;		/* [SUBEXPIRE_EVENTS_AT_ONCE] */
+	Datum	  **keys;			/* [nkeys][SUBEXPIRE_EVENTS_AT_ONCE] */
+	SubexpireOwnTable outbox;	/* subexpire_events */
+	char	   *insert;
 } SubexpireExpiredRows;
-
-/* At most this many events are written by one INSERT. */
-#define SUBEXPIRE_EVENTS_AT_ONCE 10000
 
 extern SubexpireExpiredRows *subexpire_expired_rows_create(SubexpireTarget *target);
 extern void subexpire_write_events(SubexpireTarget *target, int64 run_id,

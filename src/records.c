@@ -159,23 +159,27 @@ subexpire_record_run(int64 run_id, const char *trigger, TimestampTz as_of,
  * The worker calls this in the transaction of each batch, so that the
  * record always agrees with the rows committed.  longest_batch, in
  * microseconds, is written to the column of that name when it is 0 or
- * more; -1 leaves the column alone.  The statement names only the columns
- * that the version of the SQL objects has (longest_batch since 1.1,
- * kept_active since 1.2), so that it works on older ones.
+ * more; -1 leaves the column alone.  With a status, stopped_early says
+ * whether the worker's run reached subexpire.max_run_duration.  The
+ * statement names only the columns that the version of the SQL objects
+ * has (longest_batch since 1.1, kept_active since 1.2, stopped_early
+ * since 2.0), so that it works on older ones.
  */
 void
 subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 					 const char *status, const char *error,
-					 int64 longest_batch)
+					 int64 longest_batch, bool stopped_early)
 {
-	Oid			types[7] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID,
-	INTERVALOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID,
+	INTERVALOID, BOOLOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	RunsTable	history = find_runs_table();
 	bool		with_kept = history.runs.sql_version >= SUBEXPIRE_SQL_1_2;
 	bool		with_longest = longest_batch >= 0 &&
 	history.runs.sql_version >= SUBEXPIRE_SQL_1_1;
+	bool		with_stopped = status != NULL &&
+	history.runs.sql_version >= SUBEXPIRE_SQL_2_0;
 	int			rc;
 
 	values[0] = Int64GetDatum(run_id);
@@ -197,16 +201,18 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	}
 	else
 		nulls[6] = 'n';
+	values[7] = BoolGetDatum(stopped_early);
 
 	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
 						  psprintf("UPDATE %%s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
 								   "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
 								   "status = COALESCE($4, status), error = $5, "
-								   "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END%s%s "
+								   "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END%s%s%s "
 								   "WHERE run_id OPERATOR(pg_catalog.=) $1",
 								   with_kept ? ", kept_active = kept_active OPERATOR(pg_catalog.+) $6" : "",
-								   with_longest ? ", longest_batch = $7" : ""),
-						  7, types, values, nulls);
+								   with_longest ? ", longest_batch = $7" : "",
+								   with_stopped ? ", stopped_early = $8" : ""),
+						  8, types, values, nulls);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "updating run %lld failed: %s", (long long) run_id,
 			 SPI_result_code_string(rc));
@@ -219,30 +225,6 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 						   RUNS_TABLE),
 				 errhint("Leave %s to subexpire.history_retention while a worker run goes on.",
 						 RUNS_TABLE)));
-}
-
-/*
- * Say in a worker run's record that it reached subexpire.max_run_duration
- * and left the rest to the next run.  Nothing before 2.0, whose records
- * have no such column.
- */
-void
-subexpire_record_stopped_early(int64 run_id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
-	RunsTable	history = find_runs_table();
-	int			rc;
-
-	if (history.runs.sql_version < SUBEXPIRE_SQL_2_0)
-		return;
-	values[0] = Int64GetDatum(run_id);
-	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
-						  "UPDATE %s SET stopped_early = true WHERE run_id OPERATOR(pg_catalog.=) $1",
-						  1, types, values, NULL);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "marking run %lld stopped early failed: %s",
-			 (long long) run_id, SPI_result_code_string(rc));
 }
 
 /*

@@ -26,7 +26,7 @@ extern int64 subexpire_record_run(int64 run_id, const char *trigger,
 extern void subexpire_update_run(int64 run_id,
 								 const SubexpireRunResult *added,
 								 const char *status, const char *error,
-								 int64 longest_batch);
+								 int64 longest_batch, bool stopped_early);
 extern void subexpire_record_rule_run(int64 run_id, const char *rule_name,
 									  const char *target_table,
 									  const SubexpireRunResult *result,
@@ -34,7 +34,6 @@ extern void subexpire_record_rule_run(int64 run_id, const char *rule_name,
 extern void subexpire_update_rule_run(int64 run_id, const char *rule_name,
 									  const SubexpireRunResult *added,
 									  const char *error);
-extern void subexpire_record_stopped_early(int64 run_id);
 extern int	subexpire_runs_stopped_early(int last);
 extern int64 subexpire_fail_interrupted_runs(void);
 extern TimestampTz subexpire_last_scheduled_success(void);

@@ -376,13 +376,9 @@ finish_run(Run *run)
 		}
 	}
 	else
-	{
 		subexpire_update_run(run->run_id, &none,
 							 failure ? "failed" : "succeeded", failure,
-							 run->longest);
-		if (run->stopped_early)
-			subexpire_record_stopped_early(run->run_id);
-	}
+							 run->longest, run->stopped_early);
 	subexpire_prune_runs();
 	announce_run(run, finished_at);
 	return finished_at;
@@ -457,7 +453,7 @@ record_failed_run(const Run *run, const char *message)
 										&none, message);
 		else
 			subexpire_update_run(run->run_id, &none, "failed", message,
-								 run->longest);
+								 run->longest, run->stopped_early);
 		subexpire_end_step();
 	}
 	PG_CATCH();
@@ -596,7 +592,8 @@ expire_one_batch(Run *run, RunRule *rr, bool *more)
 	/* The record gets the longest of the batches committed so far. */
 	if (added.expired_count > 0 || added.kept_active > 0)
 	{
-		subexpire_update_run(run->run_id, &added, NULL, NULL, run->longest);
+		subexpire_update_run(run->run_id, &added, NULL, NULL, run->longest,
+							 false);
 		subexpire_update_rule_run(run->run_id, rr->rule->name, &added, NULL);
 	}
 	subexpire_end_step();
@@ -704,7 +701,8 @@ finish_batched_rule(Run *run, RunRule *rr, bool last_rule)
 	if (added.expired_count > 0)
 		run->longest = Max(run->longest,
 						   GetCurrentTimestamp() - step_started_at);
-	subexpire_update_run(run->run_id, &added, NULL, NULL, run->longest);
+	subexpire_update_run(run->run_id, &added, NULL, NULL, run->longest,
+						 false);
 	subexpire_update_rule_run(run->run_id, rr->rule->name, &added, NULL);
 	add_result(&rr->result, &added);
 	add_result(&run->total, &added);

@@ -320,15 +320,14 @@ take_returned_rows(SubexpireTarget *target, SPITupleTable *returned,
 		expired++;
 		if (events != NULL)
 		{
+			Assert(events->nrows < SUBEXPIRE_EVENTS_AT_ONCE);
 			events->expires[events->nrows] = SPI_getbinval(row, desc, expires_col,
 														   &isnull);
 			for (int k = 0; k < target->nkeys; k++)
 				events->keys[k][events->nrows] = SPI_getbinval(row, desc,
 															   key_from + k,
 															   &isnull);
-			if (++events->nrows == events->maxrows)
-				subexpire_write_events(target, writes->run_id,
-									   writes->run_time, events);
+			events->nrows++;
 		}
 		if (subexpire_log_expired)
 			log_expired_row(target, row, desc, key_from);
@@ -374,15 +373,16 @@ subexpire_execute_update(SPIPlanPtr plan, SubexpireTarget *target,
 		SubexpireExpiredRows *events = NULL;
 		Portal		portal;
 
-		if (target->rule->emit_events)
-			events = subexpire_expired_rows_create(target);
 		portal = SPI_cursor_open(NULL, plan, params->values, params->nulls,
 								 false);
 		for (;;)
 		{
+			/* At most as many rows as the events of one INSERT. */
 			SPI_cursor_fetch(portal, true, SUBEXPIRE_EVENTS_AT_ONCE);
 			if (SPI_processed == 0)
 				break;
+			if (target->rule->emit_events && events == NULL)
+				events = subexpire_expired_rows_create(target);
 			updated += SPI_processed;
 			expired += take_returned_rows(target, SPI_tuptable, SPI_processed,
 										  writes, events);
