@@ -159,4 +159,8 @@ DROP TYPE seat_state;
 REVOKE ALL ON FUNCTION expire_subscriptions(timestamptz, boolean, text) FROM regress_subexpire_owner;
 REVOKE ALL ON FUNCTION subexpire_take_events(integer) FROM regress_subexpire_owner;
 DROP ROLE regress_subexpire_owner;
+-- Without rules, the rule of the settings, default, writes no events.
+SELECT reset_subscriptions();
+SELECT expired_count FROM expire_subscriptions('2026-06-01 00:00+00');
+SELECT count(*) AS events_of_default FROM subexpire_events;
 SELECT reset_subscriptions();
