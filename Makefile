@@ -7,6 +7,7 @@ OBJS = \
 	src/events.o \
 	src/expire.o \
 	src/extension.o \
+	src/failed_rows.o \
 	src/health.o \
 	src/metrics.o \
 	src/next_run.o \
@@ -36,7 +37,7 @@ PGFILEDESC = "subexpire - expire due subscriptions inside PostgreSQL"
 DATA = $(wildcard sql/subexpire--*.sql)
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile owner rules events
+REGRESS = setup expire config partitioned plan locked schedule monitoring errors privileges security hostile owner rules events failed_rows
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out

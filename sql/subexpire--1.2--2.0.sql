@@ -58,6 +58,32 @@ ALTER TABLE subexpire_runs
 COMMENT ON COLUMN subexpire_runs.stopped_early IS
     'the worker run reached subexpire.max_run_duration, started no new batch, and left the rest to the next run';
 
+-- Due rows whose update failed (a trigger raised, a constraint refused
+-- the new row) are left as they were, counted, and recorded one by one.
+ALTER TABLE subexpire_runs
+    ADD COLUMN skipped_failed bigint NOT NULL DEFAULT 0
+        CHECK (skipped_failed >= 0);
+
+COMMENT ON COLUMN subexpire_runs.skipped_failed IS
+    'due rows whose update failed, left as they were for the next run; each in subexpire_row_errors';
+
+CREATE TABLE subexpire_row_errors (
+    run_id          bigint NOT NULL,
+    rule_name       text NOT NULL,
+    row_key         jsonb NOT NULL,
+    error           text NOT NULL
+);
+
+CREATE INDEX ON subexpire_row_errors (run_id);
+
+COMMENT ON TABLE subexpire_row_errors IS
+    'one row for each due row whose update failed in a run: its key (primary key columns) and the error';
+
+SELECT pg_catalog.pg_extension_config_dump('subexpire_row_errors', '');
+
+REVOKE ALL ON subexpire_row_errors FROM PUBLIC;
+GRANT SELECT ON subexpire_row_errors TO pg_monitor;
+
 -- One row a rule a run, kept and pruned with subexpire_runs; the worker
 -- adds to it in the transaction of each batch, as to the run's record.
 CREATE TABLE subexpire_run_rules (
@@ -67,6 +93,7 @@ CREATE TABLE subexpire_run_rules (
     expired_count   bigint NOT NULL DEFAULT 0 CHECK (expired_count >= 0),
     skipped_locked  bigint NOT NULL DEFAULT 0 CHECK (skipped_locked >= 0),
     kept_active     bigint NOT NULL DEFAULT 0 CHECK (kept_active >= 0),
+    skipped_failed  bigint NOT NULL DEFAULT 0 CHECK (skipped_failed >= 0),
     error           text,
     PRIMARY KEY (run_id, rule_name)
 );
@@ -76,35 +103,37 @@ COMMENT ON TABLE subexpire_run_rules IS
 
 SELECT pg_catalog.pg_extension_config_dump('subexpire_run_rules', '');
 
--- A run's rule records go with it, however it goes: pruned by
+-- A run's rule records and row errors go with it, however it goes: pruned by
 -- subexpire.history_retention, deleted or truncated by hand.  (Not a
 -- foreign key: TRUNCATE subexpire_runs, which 1.x allowed, would fail.)
-CREATE FUNCTION subexpire_run_rules_forget()
+CREATE FUNCTION subexpire_runs_forget()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        TRUNCATE @extschema@.subexpire_run_rules;
+        TRUNCATE @extschema@.subexpire_run_rules, @extschema@.subexpire_row_errors;
     ELSE
         DELETE FROM @extschema@.subexpire_run_rules r
+        USING gone WHERE r.run_id OPERATOR(pg_catalog.=) gone.run_id;
+        DELETE FROM @extschema@.subexpire_row_errors r
         USING gone WHERE r.run_id OPERATOR(pg_catalog.=) gone.run_id;
     END IF;
     RETURN NULL;
 END
 $$;
 
-REVOKE ALL ON FUNCTION subexpire_run_rules_forget() FROM PUBLIC;
+REVOKE ALL ON FUNCTION subexpire_runs_forget() FROM PUBLIC;
 
-CREATE TRIGGER subexpire_run_rules_forget_deleted
+CREATE TRIGGER subexpire_runs_forget_deleted
     AFTER DELETE ON subexpire_runs
     REFERENCING OLD TABLE AS gone
-    FOR EACH STATEMENT EXECUTE FUNCTION subexpire_run_rules_forget();
+    FOR EACH STATEMENT EXECUTE FUNCTION subexpire_runs_forget();
 
-CREATE TRIGGER subexpire_run_rules_forget_truncated
+CREATE TRIGGER subexpire_runs_forget_truncated
     AFTER TRUNCATE ON subexpire_runs
-    FOR EACH STATEMENT EXECUTE FUNCTION subexpire_run_rules_forget();
+    FOR EACH STATEMENT EXECUTE FUNCTION subexpire_runs_forget();
 
 REVOKE ALL ON subexpire_run_rules FROM PUBLIC;
 GRANT SELECT ON subexpire_run_rules TO pg_monitor;

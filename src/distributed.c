@@ -268,19 +268,38 @@ remaining_ms(TimestampTz deadline)
 }
 
 /*
- * One UPDATE of the due rows between from and to, waiting for a locked
- * row until deadline at most (and at least 1 ms).  Returns whether it ran;
- * *expired, how many rows it expired.  When it gave up, its work is undone.
+ * "table WHERE <due> AND <between from and to>": the due rows of a range.
  */
-static bool
+static char *
+range_from_where(SubexpireTarget *target, const RangeEnd *from,
+				 const RangeEnd *to)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "%s WHERE ", target->qualified_name);
+	subexpire_append_due_condition(&sql, target, false);
+	append_range_condition(&sql, target, from, to);
+	return sql.data;
+}
+
+/*
+ * One UPDATE of the due rows between from and to, waiting for a locked
+ * row until deadline at most (and at least 1 ms).  Returns how it ended
+ * (see subexpire_try_update()), with how many rows it expired in
+ * *expired, and the error of a row that failed in *row_error.  When it did
+ * not run, its work is undone.
+ */
+static SubexpireUpdateOutcome
 try_range(SubexpireTarget *target, SubexpireStatementParams *params,
 		  const RangeEnd *from, const RangeEnd *to,
-		  SubexpireRunWrites *writes, TimestampTz deadline, uint64 *expired)
+		  SubexpireRunWrites *writes, TimestampTz deadline, uint64 *expired,
+		  char **row_error)
 {
 	StringInfoData sql;
 	SPIPlanPtr	plan;
-	bool		deadlocked;
-	bool		ran;
+	uint64		processed;
+	SubexpireUpdateOutcome outcome;
 
 	set_range_params(params, from, to);
 	initStringInfo(&sql);
@@ -293,21 +312,22 @@ try_range(SubexpireTarget *target, SubexpireStatementParams *params,
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
-	*expired = 0;
-	ran = subexpire_execute_with_lock_wait(plan, target, params, writes,
-										   remaining_ms(deadline), expired,
-										   &deadlocked);
+	outcome = subexpire_try_update(plan, target, params, writes,
+								   remaining_ms(deadline), expired,
+								   &processed, row_error);
 	SPI_freeplan(plan);
 	pfree(sql.data);
-	return ran;
+	return outcome;
 }
 
 /*
  * Expire the due rows between from and to that nobody else holds locked:
- * one UPDATE; when it gives up, the due rows there are listed, and the
- * halves of the list tried in turn, down to single rows.  The rows that
- * stayed locked are appended to *locked (LockedRange), in "context".
- * Returns how many rows it expired.
+ * one UPDATE; when it gives up waiting for a locked row or fails on a
+ * row, the due rows there are listed, and the halves of the list tried in
+ * turn, down to single rows.  The rows that stayed locked are appended to
+ * *locked (LockedRange), in "context"; those that failed are recorded and
+ * left as they were (src/failed_rows.c).  Returns how many rows it
+ * expired.
  */
 static uint64
 expire_halving(SubexpireTarget *target, SubexpireStatementParams *params,
@@ -320,17 +340,29 @@ expire_halving(SubexpireTarget *target, SubexpireStatementParams *params,
 	uint64		expired;
 	uint64		total = 0;
 	int			start;
+	char	   *row_error;
+	SubexpireUpdateOutcome outcome;
 
 	CHECK_FOR_INTERRUPTS();
-	if (try_range(target, params, from, to, writes, deadline, &expired))
+	outcome = try_range(target, params, from, to, writes, deadline, &expired,
+						&row_error);
+	if (outcome == SUBEXPIRE_UPDATED)
 		return expired;
 
 	list_due_rows(target, params, from, to, 1, &rows, CurrentMemoryContext);
 	if (rows.nends <= 1 ||
 		same_end(target, &rows.ends[0], &rows.ends[rows.nends - 1]))
 	{
-		/* One row (or rows tied on expiry and key), locked. */
-		if (rows.nends >= 1)
+		/* One row (or rows tied on expiry and key), locked or failing. */
+		if (rows.nends >= 1 && outcome == SUBEXPIRE_ROW_FAILED)
+		{
+			set_range_params(params, from, to);
+			(void) subexpire_record_failed(target, writes, params, InvalidOid,
+										   NULL,
+										   range_from_where(target, from, to),
+										   row_error);
+		}
+		else if (rows.nends >= 1)
 		{
 			LockedRange *range = MemoryContextAllocZero(context,
 														sizeof(LockedRange));
@@ -363,8 +395,8 @@ expire_halving(SubexpireTarget *target, SubexpireStatementParams *params,
  * One batch of the worker's run: the next range, waiting for locked rows
  * at most subexpire.lock_wait in all, and leaving the rows still locked
  * (the run's last step comes back for them).  *not_taken grows by the
- * listed rows the batch did not update; *more says whether ranges are
- * left.
+ * listed rows the batch neither updated nor found failing; *more says
+ * whether ranges are left.
  */
 int64
 subexpire_expire_next_range(SubexpireTarget *target,
@@ -377,6 +409,7 @@ subexpire_expire_next_range(SubexpireTarget *target,
 	RangeEnd   *to = &ranges->list.ends[i];
 	RangeEnd   *from = (i > 0) ? &ranges->list.ends[i - 1] : NULL;
 	int64		kept_before = subexpire_run_writes_kept(writes);
+	int64		failed_before = subexpire_run_writes_failed(writes);
 	List	   *locked = NIL;
 	uint64		expired;
 	int64		taken;
@@ -385,7 +418,8 @@ subexpire_expire_next_range(SubexpireTarget *target,
 							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														 subexpire_lock_wait),
 							 &locked, CurrentMemoryContext);
-	taken = (int64) expired + subexpire_run_writes_kept(writes) - kept_before;
+	taken = (int64) expired + subexpire_run_writes_kept(writes) - kept_before +
+		subexpire_run_writes_failed(writes) - failed_before;
 	*not_taken += Max(0, to->rows - taken);
 	*more = (ranges->next < ranges->list.nends);
 	return (int64) expired;
@@ -438,8 +472,8 @@ subexpire_expire_distributed_around_locks(SubexpireTarget *target,
 													   subexpire_lock_wait);
 	RangeEnds	ends = {0};
 	List	   *locked = NIL;
+	List	   *still_locked = NIL;
 	uint64		expired = 0;
-	uint64		again;
 	ListCell   *lc;
 
 	list_due_rows(target, params, NULL, NULL, subexpire_batch_size, &ends,
@@ -457,11 +491,13 @@ subexpire_expire_distributed_around_locks(SubexpireTarget *target,
 	{
 		LockedRange *range = lfirst(lc);
 
-		if (try_range(target, params, range->has_from ? &range->from : NULL,
-					  &range->to, writes, deadline, &again))
-			expired += again;
-		else
-			*skipped += count_due_range(target, params, range);
+		/* Released now, or failing: as any other range. */
+		expired += expire_halving(target, params,
+								  range->has_from ? &range->from : NULL,
+								  &range->to, writes, deadline, &still_locked,
+								  CurrentMemoryContext);
 	}
+	foreach(lc, still_locked)
+		*skipped += count_due_range(target, params, lfirst(lc));
 	return expired;
 }

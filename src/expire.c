@@ -256,33 +256,16 @@ append_leaf_update_head(StringInfo sql, SubexpireTarget *target,
 					 table->relid);
 }
 
-/* Expire every due row of one table that nobody else holds locked. */
-static uint64
-expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
-					 SubexpireStatementParams *params, SubexpireRunWrites *writes)
+static uint64 expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
+									SubexpireStatementParams *params,
+									SubexpireRunWrites *writes);
+
+/* The row $5 of one table, for subexpire_record_failed(). */
+static char *
+one_row_sql(HeapTable *table)
 {
-	StringInfoData sql;
-	SPIPlanPtr	plan;
-	uint64		expired;
-
-	initStringInfo(&sql);
-	append_leaf_update_head(&sql, target, table);
-	appendStringInfoString(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY ");
-	appendStringInfoString(&sql, table->name);
-	appendStringInfoString(&sql, " WHERE ");
-	subexpire_append_due_condition(&sql, target, params->exclude_written);
-	appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
-	subexpire_append_due_condition(&sql, target, params->exclude_written);
-	subexpire_append_returning(&sql, target);
-
-	plan = SPI_prepare(sql.data, params->count, params->types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
-			 SPI_result_code_string(SPI_result));
-	expired = subexpire_execute_update(plan, target, "expiring unlocked rows",
-									   writes, params, NULL);
-	SPI_freeplan(plan);
-	return expired;
+	return psprintf("ONLY %s WHERE ctid OPERATOR(pg_catalog.=) $5",
+					table->name);
 }
 
 /*
@@ -330,23 +313,36 @@ expire_locked_rows(SubexpireTarget *target, HeapTable *table,
 	for (uint64 i = 0; i < ncandidates; i++)
 	{
 		long		wait_ms;
+		uint64		row_expired;
 		uint64		processed;
 		bool		isnull;
-		bool		deadlocked;
+		Datum		tid;
+		char	   *row_error;
+		SubexpireUpdateOutcome outcome;
 
 		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 												  deadline);
 		if (wait_ms <= 0)
 			break;
 
-		params->values[SUBEXPIRE_PARAM_CTID] = SPI_getbinval(candidates->vals[i],
-															 candidates->tupdesc, 1, &isnull);
+		tid = SPI_getbinval(candidates->vals[i], candidates->tupdesc, 1,
+							&isnull);
+		if (subexpire_run_writes_failed_row(writes, table->relid,
+											(ItemPointer) DatumGetPointer(tid)))
+			continue;
+		params->values[SUBEXPIRE_PARAM_CTID] = tid;
 		params->nulls[SUBEXPIRE_PARAM_CTID] = ' ';
-		if (subexpire_execute_with_lock_wait(one_row, target, params, writes,
-											 (int) wait_ms, &processed, &deadlocked))
-			expired += processed;
-		else if (deadlocked)
+		outcome = subexpire_try_update(one_row, target, params, writes,
+									   (int) wait_ms, &row_expired,
+									   &processed, &row_error);
+		expired += row_expired;
+		if (outcome == SUBEXPIRE_DEADLOCKED)
 			break;
+		if (outcome == SUBEXPIRE_ROW_FAILED)
+			(void) subexpire_record_failed(target, writes, params,
+										   table->relid,
+										   (ItemPointer) DatumGetPointer(tid),
+										   one_row_sql(table), row_error);
 	}
 	params->nulls[SUBEXPIRE_PARAM_CTID] = 'n';
 
@@ -448,37 +444,50 @@ SubexpireRunResult
 subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 					 TimestampTz run_time, SubexpireRunWrites *writes)
 {
-	SubexpireRunResult result = {0, 0};
+	SubexpireRunResult result = {0};
 	SubexpireStatementParams params;
 	StringInfoData sql;
 	SPIPlanPtr	plan;
+	uint64		expired = 0;
 	uint64		processed;
-	bool		deadlocked;
+	char	   *row_error;
+	SubexpireUpdateOutcome outcome;
 
 	subexpire_set_params(&params, target, as_of, run_time, writes);
 
 	if (!any_due_rows(target, &params))
 		return result;
 
-	initStringInfo(&sql);
-	subexpire_append_update_head(&sql, target, target->qualified_name, false);
-	subexpire_append_due_condition(&sql, target, params.exclude_written);
-	subexpire_append_returning(&sql, target);
-	plan = subexpire_cached_plan(&expire_statement, sql.data, &params);
+	/*
+	 * Once a row has failed, the plain UPDATE would fail on it again: the
+	 * run goes on row by row, with the pieces that leave it out.
+	 */
+	if (subexpire_run_writes_failed(writes) > 0)
+		outcome = SUBEXPIRE_ROW_FAILED;
+	else
+	{
+		initStringInfo(&sql);
+		subexpire_append_update_head(&sql, target, target->qualified_name, false);
+		subexpire_append_due_condition(&sql, target, params.exclude_written);
+		subexpire_append_returning(&sql, target);
+		plan = subexpire_cached_plan(&expire_statement, sql.data, &params);
+		outcome = subexpire_try_update(plan, target, &params, writes,
+									   subexpire_lock_wait, &expired,
+									   &processed, &row_error);
+	}
 
-	if (subexpire_execute_with_lock_wait(plan, target, &params, writes,
-										 subexpire_lock_wait, &processed,
-										 &deadlocked))
-		result.expired_count = (int64) processed;
+	if (outcome == SUBEXPIRE_UPDATED)
+		result.expired_count = (int64) expired;
 	else if (target->distributed)
 		result.expired_count = (int64)
 			subexpire_expire_distributed_around_locks(target, &params, writes,
-													  !deadlocked,
+													  outcome != SUBEXPIRE_DEADLOCKED,
 													  &result.skipped_locked);
 	else
-		result.expired_count = (int64) expire_around_locks(target, &params,
-														   writes, !deadlocked,
-														   &result.skipped_locked);
+		result.expired_count = (int64)
+			expire_around_locks(target, &params, writes,
+								outcome != SUBEXPIRE_DEADLOCKED,
+								&result.skipped_locked);
 
 	if (result.skipped_locked > 0)
 		ereport(WARNING,
@@ -577,12 +586,14 @@ compare_tids(const void *a, const void *b)
 
 /*
  * Add the ctids of one table's due rows to its list, up to "budget" of
- * them, through a cursor so that only the ctids are kept.  Returns how
- * many it added.
+ * them, through a cursor so that only the ctids are kept, leaving out the
+ * rows that failed earlier in the run.  Returns how many it added.
  */
 static int64
 collect_table(SubexpireTarget *target, TableDueRows *due,
-			  SubexpireStatementParams *params, int64 budget, MemoryContext context)
+			  SubexpireStatementParams *params,
+			  const SubexpireRunWrites *writes, int64 budget,
+			  MemoryContext context)
 {
 	StringInfoData sql;
 	Portal		portal;
@@ -600,9 +611,10 @@ collect_table(SubexpireTarget *target, TableDueRows *due,
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT ctid FROM ONLY %s WHERE ", due->table->name);
 	subexpire_append_due_condition(&sql, target, params->exclude_written);
+	/* A new snapshot: the locked-rows path lists rows committed meanwhile. */
 	portal = SPI_cursor_open_with_args(NULL, sql.data, params->count,
 									   params->types, params->values,
-									   params->nulls, true, 0);
+									   params->nulls, false, 0);
 	for (;;)
 	{
 		SPI_cursor_fetch(portal, true, 10000);
@@ -626,10 +638,12 @@ collect_table(SubexpireTarget *target, TableDueRows *due,
 		for (int64 i = 0; i < fetched; i++)
 		{
 			bool		isnull;
-			Datum		tid = SPI_getbinval(SPI_tuptable->vals[i],
-											SPI_tuptable->tupdesc, 1, &isnull);
+			ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc,
+																1, &isnull));
 
-			due->tids[due->ntids++] = *((ItemPointer) DatumGetPointer(tid));
+			if (!subexpire_run_writes_failed_row(writes, due->table->relid, tid))
+				due->tids[due->ntids++] = *tid;
 		}
 		SPI_freetuptable(SPI_tuptable);
 		if (due->ntids >= budget)
@@ -699,7 +713,8 @@ subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
 			due->complete = false;
 			continue;
 		}
-		budget -= collect_table(target, due, &params, budget, rows->context);
+		budget -= collect_table(target, due, &params, writes, budget,
+								rows->context);
 		any |= (due->ntids > 0);
 	}
 	return any;
@@ -716,6 +731,148 @@ subexpire_find_due_rows(SubexpireTarget *target, TimestampTz as_of,
  * held, and waits less when it does.
  */
 #define ROWS_LOCKED_AT_ONCE 1000
+
+/*
+ * Expire those of the n rows at tids of one table that are still due and
+ * that nobody else holds locked, without waiting: one statement, in a
+ * subtransaction.  When it fails on a row, each half is tried in turn,
+ * down to single rows; a single row that fails is recorded and left as it
+ * was (src/failed_rows.c).  So rows that fail cost a number of statements
+ * that grows with the logarithm of n, and a piece with none costs one.
+ * Returns how many rows it expired; *updated grows by the rows it updated.
+ */
+static uint64
+expire_tids(SubexpireTarget *target, HeapTable *table, SPIPlanPtr plan,
+			ItemPointer tids, int n, SubexpireStatementParams *params,
+			SubexpireRunWrites *writes, uint64 *updated)
+{
+	Datum	   *values = palloc(n * sizeof(Datum));
+	ArrayType  *array;
+	uint64		expired;
+	uint64		processed;
+	char	   *row_error;
+	SubexpireUpdateOutcome outcome;
+
+	CHECK_FOR_INTERRUPTS();
+	for (int i = 0; i < n; i++)
+		values[i] = PointerGetDatum(&tids[i]);
+	array = construct_array(values, n, TIDOID, sizeof(ItemPointerData), false,
+							TYPALIGN_SHORT);
+	params->values[SUBEXPIRE_PARAM_CTIDS] = PointerGetDatum(array);
+	params->nulls[SUBEXPIRE_PARAM_CTIDS] = ' ';
+	outcome = subexpire_try_update(plan, target, params, writes,
+								   SUBEXPIRE_LOCK_WAIT_AS_IS, &expired,
+								   &processed, &row_error);
+	params->nulls[SUBEXPIRE_PARAM_CTIDS] = 'n';
+	pfree(array);
+	pfree(values);
+	if (outcome == SUBEXPIRE_UPDATED)
+	{
+		*updated += processed;
+		return expired;
+	}
+	Assert(outcome == SUBEXPIRE_ROW_FAILED);
+	if (n == 1)
+	{
+		params->values[SUBEXPIRE_PARAM_CTID] = PointerGetDatum(&tids[0]);
+		params->nulls[SUBEXPIRE_PARAM_CTID] = ' ';
+		(void) subexpire_record_failed(target, writes, params, table->relid,
+									   &tids[0], one_row_sql(table),
+									   row_error);
+		params->nulls[SUBEXPIRE_PARAM_CTID] = 'n';
+		return 0;
+	}
+	pfree(row_error);
+	expired = expire_tids(target, table, plan, tids, n / 2, params, writes,
+						  updated);
+	expired += expire_tids(target, table, plan, tids + n / 2, n - n / 2,
+						   params, writes, updated);
+	return expired;
+}
+
+/*
+ * Expire "count" rows of one table's list from due->next on (those still
+ * due that nobody else holds locked), in pieces of ROWS_LOCKED_AT_ONCE.
+ * Returns how many it expired; *not_taken grows by the listed rows it
+ * neither updated nor found failing.
+ */
+static uint64
+expire_listed(SubexpireTarget *target, TableDueRows *due, int64 count,
+			  SubexpireStatementParams *params, SubexpireRunWrites *writes,
+			  int64 *not_taken)
+{
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+	uint64		expired = 0;
+
+	initStringInfo(&sql);
+	append_leaf_update_head(&sql, target, due->table);
+	appendStringInfo(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($6) AND ",
+					 due->table->name);
+	/* The list left out the row versions that the run wrote itself. */
+	subexpire_append_due_condition(&sql, target, false);
+	appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
+	subexpire_append_due_condition(&sql, target, false);
+	subexpire_append_returning(&sql, target);
+
+	/*
+	 * A generic plan, so that the ctids stay a parameter: shown the constant
+	 * array of a whole batch, the planner costs a TID scan at one random
+	 * page read a row, and may prefer to read the whole table instead.
+	 */
+	plan = SPI_prepare_cursor(sql.data, params->count, params->types,
+							  CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
+			 SPI_result_code_string(SPI_result));
+
+	while (count > 0)
+	{
+		int			piece = (int) Min(count, ROWS_LOCKED_AT_ONCE);
+		int64		failed_before = subexpire_run_writes_failed(writes);
+		uint64		updated = 0;
+
+		expired += expire_tids(target, due->table, plan, &due->tids[due->next],
+							   piece, params, writes, &updated);
+		*not_taken += piece - (int64) updated -
+			(subexpire_run_writes_failed(writes) - failed_before);
+		due->next += piece;
+		count -= piece;
+	}
+	SPI_freeplan(plan);
+	pfree(sql.data);
+	return expired;
+}
+
+/*
+ * Expire every due row of one table that nobody else holds locked: the
+ * locked-rows path's passes.  The rows are listed, leaving out those that
+ * failed, and expired from the list as the worker's batches do, another
+ * list while one could not hold them all and its rows were expired.
+ */
+static uint64
+expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
+					 SubexpireStatementParams *params, SubexpireRunWrites *writes)
+{
+	int64		budget = (int64) maintenance_work_mem * 1024 / sizeof(ItemPointerData);
+	TableDueRows due = {table};
+	uint64		expired = 0;
+	uint64		round_expired;
+	int64		not_taken = 0;
+
+	do
+	{
+		collect_table(target, &due, params, writes, budget,
+					  CurrentMemoryContext);
+		round_expired = expire_listed(target, &due, due.ntids, params, writes,
+									  &not_taken);
+		expired += round_expired;
+		if (due.tids != NULL)
+			pfree(due.tids);
+		due.tids = NULL;
+	} while (!due.complete && round_expired > 0);
+	return expired;
+}
 
 /*
  * Expire up to "limit" of the listed rows that are still due and that
@@ -745,8 +902,6 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 	{
 		TableDueRows *due = lfirst(lc);
 		int64		count = Min(due->ntids - due->next, limit - offered);
-		StringInfoData sql;
-		SPIPlanPtr	plan;
 
 		if (count <= 0)
 		{
@@ -758,55 +913,9 @@ subexpire_expire_batch(SubexpireTarget *target, TimestampTz as_of,
 			due->next = due->ntids;
 			continue;
 		}
-
-		initStringInfo(&sql);
-		append_leaf_update_head(&sql, target, due->table);
-		appendStringInfo(&sql, "ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM ONLY %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($6) AND ",
-						 due->table->name);
-		/* The list left out the row versions that the run wrote itself. */
-		subexpire_append_due_condition(&sql, target, false);
-		appendStringInfoString(&sql, " FOR NO KEY UPDATE SKIP LOCKED)) AND ");
-		subexpire_append_due_condition(&sql, target, false);
-		subexpire_append_returning(&sql, target);
-
-		/*
-		 * A generic plan, so that the ctids stay a parameter: shown the
-		 * constant array of a whole batch, the planner costs a TID scan at
-		 * one random page read a row, and may prefer to read the whole table
-		 * instead.
-		 */
-		plan = SPI_prepare_cursor(sql.data, params.count, params.types,
-								  CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "could not prepare \"%s\": %s", sql.data,
-				 SPI_result_code_string(SPI_result));
-
-		while (count > 0)
-		{
-			int			piece = (int) Min(count, ROWS_LOCKED_AT_ONCE);
-			Datum	   *tids = palloc(piece * sizeof(Datum));
-			ArrayType  *array;
-			uint64		taken;
-
-			for (int i = 0; i < piece; i++)
-				tids[i] = PointerGetDatum(&due->tids[due->next + i]);
-			array = construct_array(tids, piece, TIDOID,
-									sizeof(ItemPointerData), false,
-									TYPALIGN_SHORT);
-			params.values[SUBEXPIRE_PARAM_CTIDS] = PointerGetDatum(array);
-			params.nulls[SUBEXPIRE_PARAM_CTIDS] = ' ';
-			due->next += piece;
-			offered += piece;
-			count -= piece;
-
-			expired += (int64) subexpire_execute_update(plan, target, "expiring a batch",
-														writes, &params, &taken);
-			rows->not_taken += piece - (int64) taken;
-			pfree(array);
-			pfree(tids);
-		}
-		SPI_freeplan(plan);
-		pfree(sql.data);
+		offered += count;
+		expired += (int64) expire_listed(target, due, count, &params, writes,
+										 &rows->not_taken);
 		*more |= (due->next < due->ntids);
 	}
 	return expired;

@@ -22,6 +22,7 @@ typedef struct SubexpireRunResult
 	int64		expired_count;
 	int64		skipped_locked;
 	int64		kept_active;	/* updated, but kept due by a trigger */
+	int64		skipped_failed; /* due, but their update failed */
 } SubexpireRunResult;
 
 /* The worker's list of due rows, in page order (see expire.c). */

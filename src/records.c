@@ -113,14 +113,15 @@ subexpire_record_run(int64 run_id, const char *trigger, TimestampTz as_of,
 					 const char *status, const SubexpireRunResult *result,
 					 const char *error)
 {
-	Oid			types[10] = {
+	Oid			types[11] = {
 		TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID
+		TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID
 	};
-	Datum		values[10];
-	char		nulls[10];
+	Datum		values[11];
+	char		nulls[11];
 	RunsTable	history = find_runs_table();
 	bool		with_kept = history.runs.sql_version >= SUBEXPIRE_SQL_1_2;
+	bool		with_failed = history.runs.sql_version >= SUBEXPIRE_SQL_2_0;
 	int			rc;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -138,16 +139,19 @@ subexpire_record_run(int64 run_id, const char *trigger, TimestampTz as_of,
 		nulls[7] = 'n';
 	values[8] = Int64GetDatum(result->kept_active);
 	values[9] = Int64GetDatum(run_id);
+	values[10] = Int64GetDatum(result->skipped_failed);
 
 	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
-						  psprintf("INSERT INTO %%s (%s\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error%s) "
-								   "%sVALUES (%s$1, $2, $3, $4, $5, $6, $7, $8%s) RETURNING run_id",
+						  psprintf("INSERT INTO %%s (%s\"trigger\", as_of, started_at, finished_at, status, expired_count, skipped_locked, error%s%s) "
+								   "%sVALUES (%s$1, $2, $3, $4, $5, $6, $7, $8%s%s) RETURNING run_id",
 								   run_id != 0 ? "run_id, " : "",
 								   with_kept ? ", kept_active" : "",
+								   with_failed ? ", skipped_failed" : "",
 								   run_id != 0 ? "OVERRIDING SYSTEM VALUE " : "",
 								   run_id != 0 ? "$10, " : "",
-								   with_kept ? ", $9" : ""),
-						  10, types, values, nulls);
+								   with_kept ? ", $9" : "",
+								   with_failed ? ", $11" : ""),
+						  11, types, values, nulls);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "recording the run failed: %s",
 			 SPI_result_code_string(rc));
@@ -162,24 +166,24 @@ subexpire_record_run(int64 run_id, const char *trigger, TimestampTz as_of,
  * more; -1 leaves the column alone.  With a status, stopped_early says
  * whether the worker's run reached subexpire.max_run_duration.  The
  * statement names only the columns that the version of the SQL objects
- * has (longest_batch since 1.1, kept_active since 1.2, stopped_early
- * since 2.0), so that it works on older ones.
+ * has (longest_batch since 1.1, kept_active since 1.2, stopped_early and
+ * skipped_failed since 2.0), so that it works on older ones.
  */
 void
 subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 					 const char *status, const char *error,
 					 int64 longest_batch, bool stopped_early)
 {
-	Oid			types[8] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID,
-	INTERVALOID, BOOLOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID,
+	INTERVALOID, BOOLOID, INT8OID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	RunsTable	history = find_runs_table();
 	bool		with_kept = history.runs.sql_version >= SUBEXPIRE_SQL_1_2;
 	bool		with_longest = longest_batch >= 0 &&
 	history.runs.sql_version >= SUBEXPIRE_SQL_1_1;
-	bool		with_stopped = status != NULL &&
-	history.runs.sql_version >= SUBEXPIRE_SQL_2_0;
+	bool		with_failed = history.runs.sql_version >= SUBEXPIRE_SQL_2_0;
+	bool		with_stopped = status != NULL && with_failed;
 	int			rc;
 
 	values[0] = Int64GetDatum(run_id);
@@ -202,17 +206,19 @@ subexpire_update_run(int64 run_id, const SubexpireRunResult *added,
 	else
 		nulls[6] = 'n';
 	values[7] = BoolGetDatum(stopped_early);
+	values[8] = Int64GetDatum(added->skipped_failed);
 
 	rc = execute_as_owner(&history, history.runs.name, RowExclusiveLock,
 						  psprintf("UPDATE %%s SET expired_count = expired_count OPERATOR(pg_catalog.+) $2, "
 								   "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $3, "
 								   "status = COALESCE($4, status), error = $5, "
-								   "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END%s%s%s "
+								   "finished_at = CASE WHEN $4 IS NULL THEN NULL ELSE pg_catalog.clock_timestamp() END%s%s%s%s "
 								   "WHERE run_id OPERATOR(pg_catalog.=) $1",
 								   with_kept ? ", kept_active = kept_active OPERATOR(pg_catalog.+) $6" : "",
 								   with_longest ? ", longest_batch = $7" : "",
-								   with_stopped ? ", stopped_early = $8" : ""),
-						  8, types, values, nulls);
+								   with_stopped ? ", stopped_early = $8" : "",
+								   with_failed ? ", skipped_failed = skipped_failed OPERATOR(pg_catalog.+) $9" : ""),
+						  9, types, values, nulls);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "updating run %lld failed: %s", (long long) run_id,
 			 SPI_result_code_string(rc));
@@ -338,10 +344,10 @@ subexpire_record_rule_run(int64 run_id, const char *rule_name,
 						  const char *target_table,
 						  const SubexpireRunResult *result, const char *error)
 {
-	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID,
-	INT8OID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+	INT8OID, TEXTOID, INT8OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	RunsTable	history = find_runs_table();
 	int			rc;
 
@@ -356,10 +362,11 @@ subexpire_record_rule_run(int64 run_id, const char *rule_name,
 	values[6] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	if (error == NULL)
 		nulls[6] = 'n';
+	values[7] = Int64GetDatum(result->skipped_failed);
 	rc = execute_as_owner(&history, history.rules_name, RowExclusiveLock,
-						  "INSERT INTO %s (run_id, rule_name, target_table, expired_count, skipped_locked, kept_active, error) "
-						  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-						  7, types, values, nulls);
+						  "INSERT INTO %s (run_id, rule_name, target_table, expired_count, skipped_locked, kept_active, error, skipped_failed) "
+						  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+						  8, types, values, nulls);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "recording rule \"%s\" of run %lld failed: %s",
 			 rule_name, (long long) run_id, SPI_result_code_string(rc));
@@ -374,9 +381,10 @@ void
 subexpire_update_rule_run(int64 run_id, const char *rule_name,
 						  const SubexpireRunResult *added, const char *error)
 {
-	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID,
+	INT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	RunsTable	history = find_runs_table();
 	int			rc;
 
@@ -390,13 +398,15 @@ subexpire_update_rule_run(int64 run_id, const char *rule_name,
 	values[5] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	if (error == NULL)
 		nulls[5] = 'n';
+	values[6] = Int64GetDatum(added->skipped_failed);
 	rc = execute_as_owner(&history, history.rules_name, RowExclusiveLock,
 						  "UPDATE %s SET expired_count = expired_count OPERATOR(pg_catalog.+) $3, "
 						  "skipped_locked = skipped_locked OPERATOR(pg_catalog.+) $4, "
 						  "kept_active = kept_active OPERATOR(pg_catalog.+) $5, "
+						  "skipped_failed = skipped_failed OPERATOR(pg_catalog.+) $7, "
 						  "error = COALESCE($6, error) "
 						  "WHERE run_id OPERATOR(pg_catalog.=) $1 AND rule_name OPERATOR(pg_catalog.=) $2",
-						  6, types, values, nulls);
+						  7, types, values, nulls);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "updating rule \"%s\" of run %lld failed: %s",
 			 rule_name, (long long) run_id, SPI_result_code_string(rc));

@@ -239,14 +239,16 @@ count_rule_due(void *arg)
 static SubexpireRunResult
 expire_rest(Run *run, RunRule *rr, SubexpireTarget *target, bool skip)
 {
-	SubexpireRunResult added = {0, 0, 0};
+	SubexpireRunResult added = {0};
 	int64		kept_before = subexpire_run_writes_kept(rr->writes);
+	int64		failed_before = subexpire_run_writes_failed(rr->writes);
 
 	subexpire_register_run_xact();
 	if (!skip)
 		added = subexpire_expire_due(target, run->as_of, run->started_at,
 									 rr->writes);
 	added.kept_active = subexpire_run_writes_kept(rr->writes) - kept_before;
+	added.skipped_failed = subexpire_run_writes_failed(rr->writes) - failed_before;
 	subexpire_warn_kept_rows(target, rr->writes);
 	return added;
 }
@@ -257,6 +259,7 @@ add_result(SubexpireRunResult *to, const SubexpireRunResult *added)
 	to->expired_count += added->expired_count;
 	to->skipped_locked += added->skipped_locked;
 	to->kept_active += added->kept_active;
+	to->skipped_failed += added->skipped_failed;
 }
 
 /*
@@ -271,7 +274,7 @@ announce_run(const Run *run, TimestampTz finished_at)
 	const SubexpireRunResult *result = &run->total;
 
 	ereport(LOG,
-			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s%s%s%s",
+			(errmsg("subexpire: %s run %lld expired %lld subscriptions due at %s in %.3f s%s%s%s%s%s",
 					run->trigger, (long long) run->run_id,
 					(long long) result->expired_count,
 					timestamptz_to_str(run->as_of),
@@ -286,6 +289,10 @@ announce_run(const Run *run, TimestampTz finished_at)
 					result->kept_active > 0
 					? psprintf("; %lld more stayed due, their status kept by a trigger",
 							   (long long) result->kept_active)
+					: "",
+					result->skipped_failed > 0
+					? psprintf("; %lld failed and were left as they were",
+							   (long long) result->skipped_failed)
 					: "",
 					run->stopped_early
 					? psprintf("; it stopped early, at subexpire.max_run_duration (%d s), and left the rest for the next run",
@@ -302,6 +309,42 @@ announce_run(const Run *run, TimestampTz finished_at)
 							  (long long) run->run_id,
 							  (long long) result->expired_count, as_of_text));
 	}
+}
+
+/*
+ * One WARNING for the due rows of the whole run whose update failed, if
+ * any: how many, and the first error.
+ */
+static void
+warn_failed_rows(const Run *run)
+{
+	const RunRule *first = NULL;
+	ListCell   *lc;
+
+	if (run->total.skipped_failed == 0)
+		return;
+	foreach(lc, run->rules)
+	{
+		const RunRule *rr = lfirst(lc);
+
+		if (subexpire_run_writes_first_error(rr->writes) != NULL)
+		{
+			first = rr;
+			break;
+		}
+	}
+	ereport(WARNING,
+			(errmsg_plural("%lld due subscription could not be expired and was left as it was",
+						   "%lld due subscriptions could not be expired and were left as they were",
+						   (unsigned long) run->total.skipped_failed,
+						   (long long) run->total.skipped_failed),
+			 first
+			 ? errdetail("Updating a row of %s under rule \"%s\" failed: %s",
+						 first->rule->target_table, first->rule->name,
+						 subexpire_run_writes_first_error(first->writes))
+			 : 0,
+			 errhint("subexpire_row_errors has each row's key and error for run %lld; the next run tries them again.",
+					 (long long) run->run_id)));
 }
 
 /*
@@ -350,7 +393,7 @@ static TimestampTz
 finish_run(Run *run)
 {
 	TimestampTz finished_at;
-	SubexpireRunResult none = {0, 0, 0};
+	SubexpireRunResult none = {0};
 	char	   *failure = run_failure_message(run);
 	ListCell   *lc;
 
@@ -380,6 +423,7 @@ finish_run(Run *run)
 							 failure ? "failed" : "succeeded", failure,
 							 run->longest, run->stopped_early);
 	subexpire_prune_runs();
+	warn_failed_rows(run);
 	announce_run(run, finished_at);
 	return finished_at;
 }
@@ -441,7 +485,7 @@ static void
 record_failed_run(const Run *run, const char *message)
 {
 	MemoryContext context = CurrentMemoryContext;
-	SubexpireRunResult none = {0, 0, 0};
+	SubexpireRunResult none = {0};
 
 	PG_TRY();
 	{
@@ -520,7 +564,7 @@ subexpire_run_not_started(const char *trigger, const ErrorData *edata)
 static void
 start_batched_run(Run *run)
 {
-	SubexpireRunResult none = {0, 0, 0};
+	SubexpireRunResult none = {0};
 	int64		due = 0;
 	ListCell   *lc;
 
@@ -570,15 +614,17 @@ start_batched_run(Run *run)
 static int64
 expire_one_batch(Run *run, RunRule *rr, bool *more)
 {
-	SubexpireRunResult added = {0, 0, 0};
+	SubexpireRunResult added = {0};
 	TimestampTz step_started_at = GetCurrentTimestamp();
 	SubexpireTarget *target;
 	int64		kept_before;
+	int64		failed_before;
 
 	subexpire_begin_step("subexpire: expiring a batch");
 	target = subexpire_open_target(rr->rule, SUBEXPIRE_FOR_RUN);
 	subexpire_register_run_xact();
 	kept_before = subexpire_run_writes_kept(rr->writes);
+	failed_before = subexpire_run_writes_failed(rr->writes);
 	subexpire_start_waking_wal_writer();
 	added.expired_count = subexpire_expire_batch(target, run->as_of,
 												 run->started_at,
@@ -588,9 +634,11 @@ expire_one_batch(Run *run, RunRule *rr, bool *more)
 	subexpire_stop_waking_wal_writer();
 	subexpire_close_target(target);
 	added.kept_active = subexpire_run_writes_kept(rr->writes) - kept_before;
+	added.skipped_failed = subexpire_run_writes_failed(rr->writes) - failed_before;
 
 	/* The record gets the longest of the batches committed so far. */
-	if (added.expired_count > 0 || added.kept_active > 0)
+	if (added.expired_count > 0 || added.kept_active > 0 ||
+		added.skipped_failed > 0)
 	{
 		subexpire_update_run(run->run_id, &added, NULL, NULL, run->longest,
 							 false);
@@ -724,7 +772,7 @@ finish_batched_rule(Run *run, RunRule *rr, bool last_rule)
 static void
 fail_batched_rule(Run *run, RunRule *rr, ErrorData *edata)
 {
-	SubexpireRunResult none = {0, 0, 0};
+	SubexpireRunResult none = {0};
 
 	rr->error = MemoryContextStrdup(run->context, edata->message);
 	/* A run of one rule says it as the run's failure (fail_run()). */

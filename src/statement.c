@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "events.h"
+#include "failed_rows.h"
 #include "rules.h"
 #include "settings.h"
 #include "statement.h"
@@ -48,6 +49,7 @@ struct SubexpireRunWrites
 	int64		run_id;			/* the run, and its time, for its events */
 	TimestampTz run_time;
 	int64		kept;			/* rows updated that stayed due */
+	SubexpireFailedRows *failed;	/* rows whose update failed */
 	int			nxids;
 	int			maxxids;
 	TransactionId *xids;
@@ -77,6 +79,7 @@ subexpire_run_writes_create(MemoryContext context, TimestampTz run_time)
 
 	writes->context = context;
 	writes->run_time = run_time;
+	writes->failed = subexpire_failed_rows_create(context);
 	return writes;
 }
 
@@ -480,8 +483,8 @@ subexpire_warn_kept_rows(const SubexpireTarget *target,
 				 errhint("Check the table's triggers; the next run tries them again.")));
 }
 
-/* One statement with its lock_timeout, for subexpire_try(). */
-typedef struct LockWaitStep
+/* One statement, for subexpire_try(). */
+typedef struct UpdateStep
 {
 	SPIPlanPtr	plan;
 	SubexpireTarget *target;
@@ -489,47 +492,104 @@ typedef struct LockWaitStep
 	SubexpireRunWrites *writes;
 	int			timeout_ms;
 	uint64		expired;
-} LockWaitStep;
+	uint64		processed;
+} UpdateStep;
 
 static void
-execute_step(void *arg)
+update_step(void *arg)
 {
-	LockWaitStep *step = arg;
+	UpdateStep *step = arg;
 	int			guc_level = NewGUCNestLevel();
 
-	subexpire_set_lock_wait(step->target, Max(step->timeout_ms, 1));
+	if (step->timeout_ms != SUBEXPIRE_LOCK_WAIT_AS_IS)
+		subexpire_set_lock_wait(step->target, Max(step->timeout_ms, 1));
 	step->expired = subexpire_execute_update(step->plan, step->target,
 											 "expiring due rows",
 											 step->writes, step->params,
-											 NULL);
+											 &step->processed);
 	AtEOXact_GUC(true, guc_level);
 }
 
 /*
- * Execute plan with lock_timeout set to timeout_ms, in a subtransaction.
- * Returns false, with the statement's work undone, when it gave up waiting
- * for a row lock (lock timeout or deadlock; *deadlocked says which); true,
- * with the number of rows it expired in *expired, when it ran.  Any other
- * error propagates.
+ * Execute plan in a subtransaction, with lock_timeout set to timeout_ms
+ * unless it is SUBEXPIRE_LOCK_WAIT_AS_IS.  When the statement ran, returns
+ * SUBEXPIRE_UPDATED, with the rows it expired in *expired and those it
+ * updated in *processed.  Otherwise its work is undone, and the return
+ * says why: it gave up waiting for a row lock, or was a deadlock's victim
+ * (only with a timeout: a statement that locks nothing it must wait for
+ * fails with them), or an error about a row (src/failed_rows.c), whose
+ * message is in *row_error.  Any other error propagates.
  */
-bool
-subexpire_execute_with_lock_wait(SPIPlanPtr plan, SubexpireTarget *target,
-								 SubexpireStatementParams *params, SubexpireRunWrites *writes,
-								 int timeout_ms, uint64 *expired, bool *deadlocked)
+SubexpireUpdateOutcome
+subexpire_try_update(SPIPlanPtr plan, SubexpireTarget *target,
+					 SubexpireStatementParams *params,
+					 SubexpireRunWrites *writes, int timeout_ms,
+					 uint64 *expired, uint64 *processed, char **row_error)
 {
-	LockWaitStep step = {plan, target, params, writes, timeout_ms, 0};
-	ErrorData  *error = subexpire_try(execute_step, &step);
+	UpdateStep	step = {plan, target, params, writes, timeout_ms, 0, 0};
+	ErrorData  *error = subexpire_try(update_step, &step);
+	SubexpireUpdateOutcome outcome;
 
-	*deadlocked = false;
+	*expired = *processed = 0;
+	*row_error = NULL;
 	if (error == NULL)
 	{
 		*expired = step.expired;
-		return true;
+		*processed = step.processed;
+		return SUBEXPIRE_UPDATED;
 	}
-	if (error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
-		error->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
+	if (timeout_ms != SUBEXPIRE_LOCK_WAIT_AS_IS &&
+		error->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		outcome = SUBEXPIRE_LOCKED;
+	else if (timeout_ms != SUBEXPIRE_LOCK_WAIT_AS_IS &&
+			 error->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED)
+		outcome = SUBEXPIRE_DEADLOCKED;
+	else if (subexpire_is_row_error(error->sqlerrcode))
+	{
+		outcome = SUBEXPIRE_ROW_FAILED;
+		*row_error = pstrdup(error->message);
+	}
+	else
 		ReThrowError(error);
-	*deadlocked = (error->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED);
 	FreeErrorData(error);
-	return false;
+	return outcome;
+}
+
+/*
+ * The update of the due rows "from_where" failed with "error" on every one
+ * of them (a single row, or on a distributed table, rows that cannot be
+ * told apart): leave them as they are, record them under the run, and
+ * leave a local table's row, at tid of relid, out of the run's later
+ * statements.  Returns how many it recorded: none for rows met before.
+ */
+int64
+subexpire_record_failed(SubexpireTarget *target, SubexpireRunWrites *writes,
+						SubexpireStatementParams *params, Oid relid,
+						ItemPointer tid, const char *from_where,
+						const char *error)
+{
+	return subexpire_record_failed_rows(writes->failed, target, writes->run_id,
+										relid, tid, from_where, params->count,
+										params->types, params->values,
+										params->nulls, error);
+}
+
+int64
+subexpire_run_writes_failed(const SubexpireRunWrites *writes)
+{
+	return subexpire_failed_rows_count(writes->failed);
+}
+
+const char *
+subexpire_run_writes_first_error(const SubexpireRunWrites *writes)
+{
+	return subexpire_failed_rows_first_error(writes->failed);
+}
+
+/* Did the row at tid of relid fail earlier in the run? */
+bool
+subexpire_run_writes_failed_row(const SubexpireRunWrites *writes, Oid relid,
+								ItemPointer tid)
+{
+	return subexpire_failed_row_known(writes->failed, relid, tid);
 }

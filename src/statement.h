@@ -15,6 +15,7 @@
 
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "storage/itemptr.h"
 
 #include "target.h"
 
@@ -100,11 +101,36 @@ extern uint64 subexpire_execute_update(SPIPlanPtr plan,
 extern SPIPlanPtr subexpire_cached_plan(SubexpireCachedStatement *statement,
 										const char *sql,
 										const SubexpireStatementParams *params);
-extern bool subexpire_execute_with_lock_wait(SPIPlanPtr plan,
-											 SubexpireTarget *target,
-											 SubexpireStatementParams *params,
-											 SubexpireRunWrites *writes,
-											 int timeout_ms, uint64 *expired,
-											 bool *deadlocked);
+
+/* How a statement tried by subexpire_try_update() ended. */
+typedef enum SubexpireUpdateOutcome
+{
+	SUBEXPIRE_UPDATED,			/* it ran */
+	SUBEXPIRE_LOCKED,			/* it gave up waiting for a row lock */
+	SUBEXPIRE_DEADLOCKED,		/* it was a deadlock's victim */
+	SUBEXPIRE_ROW_FAILED		/* a row's update failed */
+} SubexpireUpdateOutcome;
+
+/* A timeout_ms for subexpire_try_update(): keep the lock_timeout in force. */
+#define SUBEXPIRE_LOCK_WAIT_AS_IS (-1)
+
+extern SubexpireUpdateOutcome subexpire_try_update(SPIPlanPtr plan,
+												   SubexpireTarget *target,
+												   SubexpireStatementParams *params,
+												   SubexpireRunWrites *writes,
+												   int timeout_ms,
+												   uint64 *expired,
+												   uint64 *processed,
+												   char **row_error);
+extern int64 subexpire_record_failed(SubexpireTarget *target,
+									 SubexpireRunWrites *writes,
+									 SubexpireStatementParams *params,
+									 Oid relid, ItemPointer tid,
+									 const char *from_where,
+									 const char *error);
+extern int64 subexpire_run_writes_failed(const SubexpireRunWrites *writes);
+extern const char *subexpire_run_writes_first_error(const SubexpireRunWrites *writes);
+extern bool subexpire_run_writes_failed_row(const SubexpireRunWrites *writes,
+											Oid relid, ItemPointer tid);
 
 #endif							/* SUBEXPIRE_STATEMENT_H */
