@@ -57,6 +57,11 @@ SELECT * FROM billing_outcome;
 SELECT * FROM last_run;
 SELECT rule_name, row_key, error FROM subexpire_row_errors;
 SELECT status, updated_at FROM billing WHERE id = 500;
+-- Health warns, and the metric counts it.
+SELECT status, regexp_replace(detail, '(run|run_id =) \d+', '\1 N', 'g') AS detail
+FROM subexpire_health() WHERE check_name = 'failed_rows';
+SELECT line FROM regexp_split_to_table(subexpire_metrics(), E'\n') AS line
+WHERE line LIKE 'subscription_expiry_failed_rows %';
 
 -- The next run tries it again, and records it again under its own run.
 SELECT expired_count FROM expire_subscriptions('2026-06-01 00:00+00');
@@ -65,6 +70,10 @@ SELECT * FROM last_run;
 DELETE FROM sync_fails;
 SELECT expired_count FROM expire_subscriptions('2026-06-01 00:00+00');
 SELECT * FROM last_run;
+SELECT status, regexp_replace(detail, '(run|run_id =) \d+', '\1 N', 'g') AS detail
+FROM subexpire_health() WHERE check_name = 'failed_rows';
+SELECT line FROM regexp_split_to_table(subexpire_metrics(), E'\n') AS line
+WHERE line LIKE 'subscription_expiry_failed_rows %';
 
 -- 50 failing rows spread out, one in 20.
 SELECT reset_billing();

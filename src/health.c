@@ -19,6 +19,8 @@
  *	  stopped_early     the last STOPPED_EARLY_RUNS worker runs each
  *	                    stopped at subexpire.max_run_duration with due
  *	                    rows left: warning
+ *	  failed_rows       the last run left due rows whose update failed
+ *	                    (subexpire_row_errors): warning
  *
  * IDENTIFICATION
  *	  src/health.c
@@ -388,6 +390,41 @@ stopped_early_check(HealthRows *rows)
 						   stopped, STOPPED_EARLY_RUNS));
 }
 
+/*
+ * failed_rows: the last run that ended left due rows as they were because
+ * their update failed (a trigger raised, a constraint refused the new
+ * row).  Each run tries them again, so the warning lasts until the cause
+ * is fixed.
+ */
+static void
+failed_rows_check(HealthRows *rows)
+{
+	int64		failed;
+	int64		run_id;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	failed = subexpire_last_run_failed_rows(&run_id);
+	SPI_finish();
+	if (failed < 0)
+		return;					/* the records of 1.x do not say */
+	if (failed > 0)
+		add_check(rows, "failed_rows", "warning",
+				  psprintf("run %lld left " INT64_FORMAT " due %s as %s because %s update failed; "
+						   "SELECT * FROM subexpire_row_errors WHERE run_id = %lld names each row and its error: fix the rows or what refused them (a trigger, a constraint), and the next run expires them",
+						   (long long) run_id, failed,
+						   failed == 1 ? "row" : "rows",
+						   failed == 1 ? "it was" : "they were",
+						   failed == 1 ? "its" : "their",
+						   (long long) run_id));
+	else if (run_id == 0)
+		add_check(rows, "failed_rows", "ok", "no run has ended yet");
+	else
+		add_check(rows, "failed_rows", "ok",
+				  psprintf("every due row of run %lld could be updated",
+						   (long long) run_id));
+}
+
 PG_FUNCTION_INFO_V1(subexpire_health);
 
 Datum
@@ -406,5 +443,6 @@ subexpire_health(PG_FUNCTION_ARGS)
 	check_rules(&rows);
 	event_backlog_check(&rows, now);
 	stopped_early_check(&rows);
+	failed_rows_check(&rows);
 	return (Datum) 0;
 }

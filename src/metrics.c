@@ -27,6 +27,7 @@
 
 #include "events.h"
 #include "expire.h"
+#include "records.h"
 #include "rules.h"
 #include "scheduler.h"
 #include "srf.h"
@@ -406,6 +407,8 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 	int64		cumulative = 0;
 	int64		events_pending;
 	TimestampTz oldest_event;
+	int64		failed_rows;
+	int64		failed_run_id;
 
 	subexpire_scheduler_status(&worker_pid, &next_run_at);
 	initStringInfo(&out);
@@ -482,6 +485,18 @@ subexpire_metrics(PG_FUNCTION_ARGS)
 		appendStringInfo(&out, "subscription_expiry_events_oldest_age_seconds %.3f\n",
 						 oldest_event == 0 ? 0.0 :
 						 Max(GetCurrentTimestamp() - oldest_event, 0) / 1000000.0);
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	failed_rows = subexpire_last_run_failed_rows(&failed_run_id);
+	SPI_finish();
+	if (failed_rows >= 0)
+	{
+		append_metric(&out, "subscription_expiry_failed_rows", "gauge",
+					  "Due rows whose update failed in the last run that ended, left as they were (subexpire_row_errors).");
+		appendStringInfo(&out, "subscription_expiry_failed_rows " INT64_FORMAT "\n",
+						 failed_rows);
 	}
 
 	if (rules_read && !subexpire_rules_are_the_settings(rules))

@@ -263,6 +263,37 @@ subexpire_runs_stopped_early(int last)
 }
 
 /*
+ * The due rows whose update failed in the last run that ended (manual or
+ * the worker's), and in *run_id that run (0 when none ended); -1 before
+ * 2.0, whose records do not say.  The caller is connected to SPI.
+ */
+int64
+subexpire_last_run_failed_rows(int64 *run_id)
+{
+	RunsTable	history = find_runs_table();
+	bool		isnull;
+	int			rc;
+
+	*run_id = 0;
+	if (history.runs.sql_version < SUBEXPIRE_SQL_2_0)
+		return -1;
+	rc = execute_as_owner(&history, history.runs.name, AccessShareLock,
+						  "SELECT run_id, skipped_failed FROM %s "
+						  "WHERE status OPERATOR(pg_catalog.<>) 'running' "
+						  "ORDER BY run_id DESC LIMIT 1",
+						  0, NULL, NULL, NULL);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading the last run failed: %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return 0;
+	*run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 2, &isnull));
+}
+
+/*
  * Mark the worker's runs that a crash left "running" as failed.  Only the
  * worker commits a "running" record, and it runs one run at a time, so
  * when it starts a run none of its earlier runs can still be going.

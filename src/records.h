@@ -35,6 +35,7 @@ extern void subexpire_update_rule_run(int64 run_id, const char *rule_name,
 									  const SubexpireRunResult *added,
 									  const char *error);
 extern int	subexpire_runs_stopped_early(int last);
+extern int64 subexpire_last_run_failed_rows(int64 *run_id);
 extern int64 subexpire_fail_interrupted_runs(void);
 extern TimestampTz subexpire_last_scheduled_success(void);
 extern void subexpire_prune_runs(void);
