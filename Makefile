@@ -66,6 +66,7 @@ bench-smoke:
 	test/bench/bench.sh --rows 20000 --due 0.2 --pairs 1
 	test/bench/rules.sh --rows 20000 --due 4000 --pairs 1
 	test/bench/events.sh --rows 20000 --due 4000 --pairs 1
+	test/bench/poisoned.sh --rows 20000 --due 4000 --poisoned 10 --pairs 1
 
 # The schedule fuzzer (test/fuzz/README.md): src/schedule.c under libFuzzer,
 # AddressSanitizer and UndefinedBehaviorSanitizer, for FUZZ_SECONDS on a
