@@ -41,7 +41,7 @@ REGRESS = setup expire config partitioned plan locked schedule monitoring errors
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/subexpire.conf
 
 # isolation tests: test/specs/<name>.spec against test/expected/<name>.out
-ISOLATION = overlapping_runs locked_rows renewal notify repeatable_read lock_bounds rules_overlap events
+ISOLATION = overlapping_runs locked_rows renewal notify repeatable_read lock_bounds rules_overlap events failed_rows
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso \
 	--temp-config=test/subexpire.conf
 
