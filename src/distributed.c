@@ -15,12 +15,14 @@
  *   them ends a range.  Each batch is one plain multi-shard UPDATE of the
  *   due rows in its range, which Citus pushes down to the shards; each row
  *   is in one range, so a run considers it once, whatever a trigger does.
- * - A range whose UPDATE gives up waiting for a locked row is halved, and
- *   each half tried again, down to single rows, all within one budget of
- *   subexpire.lock_wait for the waits (each try waits at least 1 ms): every
- *   row that nobody holds is expired, and the rows still locked are left,
- *   found in a number of tries that grows with the logarithm of the
- *   range's size.
+ * - A range whose UPDATE gives up waiting for a locked row, or fails on a
+ *   row (src/failed_rows.c), is halved, and each half tried again, down to
+ *   single rows, all within one budget of subexpire.lock_wait for the
+ *   waits (each try waits at least 1 ms): every row that nobody holds is
+ *   expired, the rows still locked are left, and the rows that fail are
+ *   recorded and left, found in a number of tries that grows with the
+ *   logarithm of the range's size.  A failing row is met again by the
+ *   run's later statements (no ctid can leave it out), and recorded once.
  * - When the common path gives up (expire_subscriptions(), and the
  *   worker's last step), the run goes through the due rows in ranges, so,
  *   then once more through the rows left locked, and counts those still
@@ -498,6 +500,10 @@ subexpire_expire_distributed_around_locks(SubexpireTarget *target,
 								  CurrentMemoryContext);
 	}
 	foreach(lc, still_locked)
-		*skipped += count_due_range(target, params, lfirst(lc));
+	{
+		LockedRange *range = lfirst(lc);
+
+		*skipped += count_due_range(target, params, range);
+	}
 	return expired;
 }

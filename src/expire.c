@@ -12,18 +12,28 @@
  * A probe for one due row comes first: a run with nothing due ends after
  * one index descent.  The common case, with no due row locked by anyone
  * else, is then exactly one plain set-based UPDATE.  It runs in a
- * subtransaction with lock_timeout set to subexpire.lock_wait, so that a row held locked by an application
- * transaction for longer than that cannot stall the run: the UPDATE gives
- * up, its work is undone, and the run falls back to the locked-rows path.
- * That path expires every row it can lock at once (FOR NO KEY UPDATE SKIP
- * LOCKED), comes back for the rows that were locked one by one while the
- * lock_wait budget lasts, takes once more whatever has been released
- * meanwhile, and counts what is still due and locked as skipped, to be
- * recorded in the run's record and left for the next run; rows locked by
- * another expiry run in progress are that run's, and not counted.  For the
- * worker, subexpire_find_due_rows() lists the due rows in page order, and
+ * subtransaction with lock_timeout set to subexpire.lock_wait, so that a
+ * row held locked by an application transaction for longer than that
+ * cannot stall the run: the UPDATE gives up, its work is undone, and the
+ * run falls back to the locked-rows path.  That path lists the due rows and
+ * expires every one it can lock at once (FOR NO KEY UPDATE SKIP LOCKED),
+ * comes back for the rows that were locked one by one while the lock_wait
+ * budget lasts, takes once more whatever has been released meanwhile, and
+ * counts what is still due and locked as skipped, to be recorded in the
+ * run's record and left for the next run; rows locked by another expiry
+ * run in progress are that run's, and not counted.  For the worker,
+ * subexpire_find_due_rows() lists the due rows in page order, and
  * subexpire_expire_batch() expires the next batch of them that nobody
  * holds locked in each transaction, locking them a piece at a time.
+ *
+ * A due row whose update fails with an error about a row (a trigger
+ * raises, a constraint refuses the new row: src/failed_rows.c) must not
+ * stop the others.  The common path's UPDATE that fails so is undone, and
+ * the run takes the locked-rows path, whose listed rows are expired in
+ * pieces, each in a subtransaction: a piece that fails is halved, down to
+ * single rows (expire_tids()), and a single row that fails is recorded
+ * and left as it was, and out of the run's later lists and statements.
+ * The worker's pieces are the same.
  *
  * Every statement re-checks the due condition on the row version it
  * changes (PostgreSQL's EvalPlanQual does so for an UPDATE that waited for
@@ -257,8 +267,8 @@ append_leaf_update_head(StringInfo sql, SubexpireTarget *target,
 }
 
 static uint64 expire_unlocked_rows(SubexpireTarget *target, HeapTable *table,
-									SubexpireStatementParams *params,
-									SubexpireRunWrites *writes);
+								   SubexpireStatementParams *params,
+								   SubexpireRunWrites *writes);
 
 /* The row $5 of one table, for subexpire_record_failed(). */
 static char *
@@ -459,8 +469,8 @@ subexpire_expire_due(SubexpireTarget *target, TimestampTz as_of,
 		return result;
 
 	/*
-	 * Once a row has failed, the plain UPDATE would fail on it again: the
-	 * run goes on row by row, with the pieces that leave it out.
+	 * Once a row has failed, the plain UPDATE would fail on it again: the run
+	 * goes straight to the listed pieces, which leave it out.
 	 */
 	if (subexpire_run_writes_failed(writes) > 0)
 		outcome = SUBEXPIRE_ROW_FAILED;
@@ -639,8 +649,8 @@ collect_table(SubexpireTarget *target, TableDueRows *due,
 		{
 			bool		isnull;
 			ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[i],
-																SPI_tuptable->tupdesc,
-																1, &isnull));
+																		  SPI_tuptable->tupdesc,
+																		  1, &isnull));
 
 			if (!subexpire_run_writes_failed_row(writes, due->table->relid, tid))
 				due->tids[due->ntids++] = *tid;
@@ -817,8 +827,8 @@ expire_listed(SubexpireTarget *target, TableDueRows *due, int64 count,
 
 	/*
 	 * A generic plan, so that the ctids stay a parameter: shown the constant
-	 * array of a whole batch, the planner costs a TID scan at one random
-	 * page read a row, and may prefer to read the whole table instead.
+	 * array of a whole batch, the planner costs a TID scan at one random page
+	 * read a row, and may prefer to read the whole table instead.
 	 */
 	plan = SPI_prepare_cursor(sql.data, params->count, params->types,
 							  CURSOR_OPT_GENERIC_PLAN);

@@ -166,7 +166,7 @@ add_key(SubexpireFailedRows *failed, const char *row_key)
 
 	foreach(lc, failed->keys)
 		if (strcmp(lfirst(lc), row_key) == 0)
-			return false;
+		return false;
 	old = MemoryContextSwitchTo(failed->context);
 	failed->keys = lappend(failed->keys, pstrdup(row_key));
 	MemoryContextSwitchTo(old);

@@ -3,7 +3,8 @@
  * statement.c
  *	  The parts every expiry statement is made of: its parameters, its due
  *	  condition, its UPDATE and RETURNING lists, the counting of what it
- *	  expired, and its bounded lock wait.  The local paths (src/expire.c)
+ *	  expired, and its subtransaction, which tells a lock wait given up, a
+ *	  deadlock and an error about a row apart.  The local paths (src/expire.c)
  *	  and the distributed ones (src/distributed.c) build their statements
  *	  from these, so that a row is due, counted and logged the same way on
  *	  every path.
@@ -41,7 +42,8 @@
  * the row versions that those transactions wrote (their xmin), so that a
  * run considers each due row at most once: neither a trigger that keeps
  * or puts back the status, nor anything else, can make it come back for
- * the same rows without end.
+ * the same rows without end.  And the rows whose update failed, which the
+ * run leaves and records (src/failed_rows.c).
  */
 struct SubexpireRunWrites
 {

@@ -3,7 +3,7 @@
  * statement.h
  *	  The parts every expiry statement is made of: its parameters, its due
  *	  condition, its UPDATE and RETURNING lists, the counting of what it
- *	  expired, and its bounded lock wait.
+ *	  expired, its bounded lock wait, and the rows that failed.
  *
  * IDENTIFICATION
  *	  src/statement.h

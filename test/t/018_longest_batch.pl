@@ -35,7 +35,8 @@ $node->safe_psql('postgres', q{
     CREATE EXTENSION subexpire;
 
     -- Each UPDATE that changes rows takes 0.2 s more; the third one fails
-    -- when failing_batch says so.
+    -- when failing_batch says so, with an error not about a row (its
+    -- SQLSTATE), which fails the run.
     CREATE TABLE failing_batch (fail boolean NOT NULL, seen int NOT NULL);
     INSERT INTO failing_batch VALUES (false, 0);
     CREATE FUNCTION slow_batch() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -44,7 +45,7 @@ $node->safe_psql('postgres', q{
             PERFORM pg_sleep(0.2);
             UPDATE failing_batch SET seen = seen + 1;
             IF (SELECT fail AND seen >= 3 FROM failing_batch) THEN
-                RAISE EXCEPTION 'billing is frozen';
+                RAISE EXCEPTION 'billing is frozen' USING ERRCODE = 'object_not_in_prerequisite_state';
             END IF;
         END IF;
         RETURN NULL;

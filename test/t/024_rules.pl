@@ -184,8 +184,9 @@ $node->safe_psql('postgres', q{
     VALUES ('doomed', 'public.doomed', 15);
     CREATE TABLE raising (status text, expires_at timestamptz, updated_at timestamptz);
     INSERT INTO raising SELECT 'active', now() - interval '1 day', NULL FROM generate_series(1, 10);
+    -- Not about a row (its SQLSTATE), so the rule fails.
     CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN RAISE EXCEPTION 'billing sync is down'; END $$;
+    BEGIN RAISE EXCEPTION 'billing sync is down' USING ERRCODE = 'object_not_in_prerequisite_state'; END $$;
     CREATE TRIGGER refuse BEFORE UPDATE ON raising FOR EACH ROW EXECUTE FUNCTION refuse();
     INSERT INTO subexpire_rules (rule_name, target_table, run_order)
     VALUES ('raising', 'public.raising', 25);
