@@ -323,13 +323,90 @@ try_range(SubexpireTarget *target, SubexpireStatementParams *params,
 }
 
 /*
+ * Leave the listed rows of (from, to], which are one row or rows tied on
+ * expiry and key, whose UPDATE did not run: record them as failed (with
+ * row_error), or append them to *locked (LockedRange), in "context".
+ */
+static void
+leave_rows(SubexpireTarget *target, SubexpireStatementParams *params,
+		   const RangeEnd *from, const RangeEnd *to,
+		   SubexpireUpdateOutcome outcome, const char *row_error,
+		   SubexpireRunWrites *writes, List **locked, MemoryContext context)
+{
+	LockedRange *range;
+	MemoryContext old;
+
+	if (outcome == SUBEXPIRE_ROW_FAILED)
+	{
+		set_range_params(params, from, to);
+		(void) subexpire_record_failed(target, writes, params, InvalidOid, NULL,
+									   range_from_where(target, from, to),
+									   row_error);
+		return;
+	}
+	range = MemoryContextAllocZero(context, sizeof(LockedRange));
+	range->has_from = (from != NULL);
+	if (from != NULL)
+		range->from = *from;
+	range->to = *to;
+	old = MemoryContextSwitchTo(context);
+	*locked = lappend(*locked, range);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The listed due rows rows->ends[lo..hi], the first of them after "from",
+ * whose UPDATE did not run ("outcome" says why): one row, or rows tied on
+ * expiry and key, are left (leave_rows()); more are halved, and each half
+ * tried in turn, down to single rows, from the one list.  Returns how many
+ * rows it expired.
+ */
+static uint64
+halve_listed(SubexpireTarget *target, SubexpireStatementParams *params,
+			 const RangeEnd *from, RangeEnds *rows, int lo, int hi,
+			 SubexpireUpdateOutcome outcome, const char *row_error,
+			 SubexpireRunWrites *writes, TimestampTz deadline,
+			 List **locked, MemoryContext context)
+{
+	int			mid = lo + (hi - lo + 1) / 2 - 1;
+	uint64		total = 0;
+
+	CHECK_FOR_INTERRUPTS();
+	if (lo == hi || same_end(target, &rows->ends[lo], &rows->ends[hi]))
+	{
+		leave_rows(target, params, from, &rows->ends[hi], outcome, row_error,
+				   writes, locked, context);
+		return 0;
+	}
+	for (int half = 0; half < 2; half++)
+	{
+		int			first = (half == 0) ? lo : mid + 1;
+		int			last = (half == 0) ? mid : hi;
+		const RangeEnd *after = (first == lo) ? from : &rows->ends[first - 1];
+		uint64		expired;
+		char	   *error;
+		SubexpireUpdateOutcome tried;
+
+		tried = try_range(target, params, after, &rows->ends[last], writes,
+						  deadline, &expired, &error);
+		if (tried == SUBEXPIRE_UPDATED)
+			total += expired;
+		else
+			total += halve_listed(target, params, after, rows, first, last,
+								  tried, error, writes, deadline, locked,
+								  context);
+	}
+	return total;
+}
+
+/*
  * Expire the due rows between from and to that nobody else holds locked:
  * one UPDATE; when it gives up waiting for a locked row or fails on a
- * row, the due rows there are listed, and the halves of the list tried in
- * turn, down to single rows.  The rows that stayed locked are appended to
- * *locked (LockedRange), in "context"; those that failed are recorded and
- * left as they were (src/failed_rows.c).  Returns how many rows it
- * expired.
+ * row, the due rows there are listed, once, and the halves of the list
+ * tried in turn, down to single rows (halve_listed()).  The rows that
+ * stayed locked are appended to *locked (LockedRange), in "context";
+ * those that failed are recorded and left as they were
+ * (src/failed_rows.c).  Returns how many rows it expired.
  */
 static uint64
 expire_halving(SubexpireTarget *target, SubexpireStatementParams *params,
@@ -338,10 +415,7 @@ expire_halving(SubexpireTarget *target, SubexpireStatementParams *params,
 			   List **locked, MemoryContext context)
 {
 	RangeEnds	rows = {0};
-	MemoryContext old;
 	uint64		expired;
-	uint64		total = 0;
-	int			start;
 	char	   *row_error;
 	SubexpireUpdateOutcome outcome;
 
@@ -352,45 +426,10 @@ expire_halving(SubexpireTarget *target, SubexpireStatementParams *params,
 		return expired;
 
 	list_due_rows(target, params, from, to, 1, &rows, CurrentMemoryContext);
-	if (rows.nends <= 1 ||
-		same_end(target, &rows.ends[0], &rows.ends[rows.nends - 1]))
-	{
-		/* One row (or rows tied on expiry and key), locked or failing. */
-		if (rows.nends >= 1 && outcome == SUBEXPIRE_ROW_FAILED)
-		{
-			set_range_params(params, from, to);
-			(void) subexpire_record_failed(target, writes, params, InvalidOid,
-										   NULL,
-										   range_from_where(target, from, to),
-										   row_error);
-		}
-		else if (rows.nends >= 1)
-		{
-			LockedRange *range = MemoryContextAllocZero(context,
-														sizeof(LockedRange));
-
-			range->has_from = (from != NULL);
-			if (from != NULL)
-				range->from = *from;
-			range->to = rows.ends[rows.nends - 1];
-			old = MemoryContextSwitchTo(context);
-			*locked = lappend(*locked, range);
-			MemoryContextSwitchTo(old);
-		}
+	if (rows.nends == 0)
 		return 0;
-	}
-	start = 0;
-	for (int half = 0; half < 2; half++)
-	{
-		int			end = (half == 0) ? rows.nends / 2 - 1 : rows.nends - 1;
-
-		total += expire_halving(target, params,
-								start == 0 ? from : &rows.ends[start - 1],
-								&rows.ends[end], writes, deadline, locked,
-								context);
-		start = end + 1;
-	}
-	return total;
+	return halve_listed(target, params, from, &rows, 0, rows.nends - 1,
+						outcome, row_error, writes, deadline, locked, context);
 }
 
 /*

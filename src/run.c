@@ -291,7 +291,9 @@ announce_run(const Run *run, TimestampTz finished_at)
 							   (long long) result->kept_active)
 					: "",
 					result->skipped_failed > 0
-					? psprintf("; %lld failed and were left as they were",
+					? psprintf(result->skipped_failed == 1
+							   ? "; %lld failed and was left as it was"
+							   : "; %lld failed and were left as they were",
 							   (long long) result->skipped_failed)
 					: "",
 					run->stopped_early

@@ -5,10 +5,13 @@
 # row, the worker's batched run (key ranges, a transaction each), a
 # SIGKILL of the coordinator's run worker in the middle of one (no
 # committed batch lost), the run records and statistics on the
-# coordinator, subexpire_health()'s index check, rules, and the events of
-# a rule with emit_events (written on the coordinator, one for each
-# expired row, by the common path, the locked-rows path and the worker's
-# batches, and across a SIGKILL of the run worker).
+# coordinator, subexpire_health()'s index check, rows whose update fails
+# (a trigger on the shards raises for them: left as they were, recorded
+# with their keys, counted, and tried again, by the function and by the
+# worker), rules, and the events of a rule with emit_events (written on
+# the coordinator, one for each expired row, by the common path, the
+# locked-rows path and the worker's batches, and across a SIGKILL of the
+# run worker).
 #
 # Citus is not in Debian's archive: ../shared/citus/install.sh installs a
 # build for PostgreSQL 15 (CI runs it).  Without it, the test is skipped.
@@ -20,6 +23,7 @@ use lib $FindBin::Bin;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use SubexpireTest;
 use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time);
@@ -349,6 +353,198 @@ ok($coord->safe_psql('postgres', 'SELECT runs_total > 0 AND due_now = 0 FROM sub
     'subexpire_stats counts the runs, and nothing is due');
 is( $coord->safe_psql('postgres', q{SELECT status FROM subexpire_health() WHERE check_name = 'index'}),
     'ok', 'subexpire_health() finds the index on the distributed table');
+
+# ---- rows whose update fails: a trigger on the shards ----
+
+# A BEFORE UPDATE trigger on the distributed table raises for the rows of
+# plan 'poison'.  Citus creates a trigger on a distributed table only with
+# citus.enable_unsafe_triggers on; it creates it on every shard, and its
+# function on every worker.  A range of the function or of the worker's
+# batches that fails is halved down to its row: every other row expires,
+# and each failing row is left as it was, recorded with its key, counted
+# in skipped_failed, and tried again by the next run.
+$coord->safe_psql('postgres', q{
+    CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.plan = 'poison' THEN
+            RAISE EXCEPTION 'subscription % is poisoned', NEW.user_id;
+        END IF;
+        RETURN NEW;
+    END $$;
+});
+($rc, $out, $err) = $coord->psql('postgres', q{
+    CREATE TRIGGER poison BEFORE UPDATE ON subscriptions FOR EACH ROW EXECUTE FUNCTION poison()});
+like($err, qr/triggers are not supported on distributed tables/,
+    'Citus refuses a trigger on a distributed table by default');
+$coord->safe_psql('postgres', q{
+    SET citus.enable_unsafe_triggers = on;
+    CREATE TRIGGER poison BEFORE UPDATE ON subscriptions FOR EACH ROW EXECUTE FUNCTION poison();
+});
+my $shard_triggers = 0;
+$shard_triggers += $_->safe_psql('postgres',
+    q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'poison\_%'}) for @workers;
+is($shard_triggers, 32, 'with citus.enable_unsafe_triggers, the trigger is on every shard');
+
+my $poisoned_due = 2000;
+
+# The rows of day $k of 2000, as a condition.
+sub of_day
+{
+    my ($k) = @_;
+    return "expires_at >= '2000-01-01 00:00+00'::timestamptz + $k * interval '1 day' "
+      . "AND expires_at < '2000-01-01 00:00+00'::timestamptz + ($k + 1) * interval '1 day'";
+}
+
+# $poisoned_due due rows on day $k of 2000, every 400th of them (by expiry)
+# poisoned; failing_rows (on the coordinator) keeps those as they are.
+sub add_poisoned_round
+{
+    my ($k) = @_;
+    $coord->safe_psql('postgres', qq{
+        INSERT INTO subscriptions (user_id, plan, status, expires_at)
+        SELECT gen_random_uuid(), CASE WHEN g % 400 = 200 THEN 'poison' ELSE 'free' END, 'active',
+               '2000-01-01 00:00+00'::timestamptz + $k * interval '1 day' + g * interval '1 second'
+        FROM generate_series(1, $poisoned_due) g;
+        DROP TABLE IF EXISTS failing_rows;
+        CREATE TABLE failing_rows AS
+            SELECT user_id, status, plan, updated_at FROM subscriptions WHERE plan = 'poison';
+    });
+    return $coord->safe_psql('postgres', 'SELECT count(*) FROM failing_rows');
+}
+
+# The rows of day $k against failing_rows, in one statement: "rows
+# expired, other rows not expired, failing rows exactly as they were,
+# failing rows changed".  (The distributed side is a CTE, an intermediate
+# result on the coordinator.)
+sub poisoned_rows_now
+{
+    my ($k) = @_;
+    return join ' ', split /\|/, $coord->safe_psql('postgres', q{
+        WITH s AS MATERIALIZED (SELECT user_id, status, plan, updated_at FROM subscriptions
+                                WHERE } . of_day($k) . q{),
+             f AS MATERIALIZED (SELECT * FROM failing_rows)
+        SELECT count(*) FILTER (WHERE f.user_id IS NULL AND s.status = 'expired'),
+               count(*) FILTER (WHERE f.user_id IS NULL AND s.status <> 'expired'),
+               count(*) FILTER (WHERE f.user_id IS NOT NULL
+                   AND (s.status, s.plan, s.updated_at) IS NOT DISTINCT FROM (f.status, f.plan, f.updated_at)),
+               count(*) FILTER (WHERE f.user_id IS NOT NULL
+                   AND (s.status, s.plan, s.updated_at) IS DISTINCT FROM (f.status, f.plan, f.updated_at))
+        FROM s LEFT JOIN f USING (user_id)});
+}
+
+# Run $run's record and its rule's: "status expired skipped_failed
+# skipped_locked rule_expired rule_skipped_failed".
+sub poisoned_records
+{
+    my ($run) = @_;
+    return join ' ', split /\|/, $coord->safe_psql('postgres', qq{
+        SELECT r.status, r.expired_count, r.skipped_failed, r.skipped_locked,
+               rr.expired_count, rr.skipped_failed
+        FROM subexpire_runs r JOIN subexpire_run_rules rr USING (run_id)
+        WHERE r.run_id = $run AND rr.rule_name = 'default'});
+}
+
+# Run $run's row errors against failing_rows: "records, distinct keys,
+# failing rows without a record, records of rows that did not fail,
+# records with another rule or error".
+sub poisoned_row_errors
+{
+    my ($run) = @_;
+    return join ' ', split /\|/, $coord->safe_psql('postgres', qq{
+        WITH e AS (SELECT * FROM subexpire_row_errors WHERE run_id = $run),
+             f AS (SELECT jsonb_build_object('user_id', user_id) AS row_key FROM failing_rows)
+        SELECT (SELECT count(*) FROM e), (SELECT count(DISTINCT row_key) FROM e),
+               count(*) FILTER (WHERE e.run_id IS NULL),
+               count(*) FILTER (WHERE f.row_key IS NULL),
+               count(*) FILTER (WHERE e.run_id IS NOT NULL
+                   AND (e.rule_name, e.error) IS DISTINCT FROM
+                       ('default', 'subscription ' || (e.row_key->>'user_id') || ' is poisoned'))
+        FROM e FULL JOIN f ON e.row_key = f.row_key});
+}
+
+sub max_run_id { return $coord->safe_psql('postgres', 'SELECT max(run_id) FROM subexpire_runs'); }
+
+my $poisoned = add_poisoned_round(12);
+my $others = $poisoned_due - $poisoned;
+is($poisoned, '5', "5 of the $poisoned_due due rows are poisoned");
+($rc, $out, $err) = $coord->psql('postgres', 'SELECT expired_count FROM expire_subscriptions()');
+my $poisoned_run = max_run_id();
+is($out, $others, 'failing rows: the function expired every other row');
+like($err,
+    qr/WARNING:  5 due subscriptions could not be expired and were left as they were\nDETAIL:  Updating a row of public\.subscriptions under rule "default" failed: subscription [0-9a-f-]{36} is poisoned\nHINT:  subexpire_row_errors has each row's key and error for run $poisoned_run; the next run tries them again\./,
+    'failing rows: the function warned, with the first error');
+is(poisoned_rows_now(12), "$others 0 5 0",
+    'failing rows: every other row expired, every failing row exactly as it was');
+is(poisoned_records($poisoned_run), "succeeded $others 5 0 $others 5",
+    'failing rows: the run and its rule count them in skipped_failed, beside the rows expired');
+is(poisoned_row_errors($poisoned_run), '5 5 0 0 0',
+    'failing rows: subexpire_row_errors has exactly their keys, with their errors');
+($rc, $out, $err) = $coord->psql('postgres', 'SELECT expired_count FROM expire_subscriptions()');
+$poisoned_run = max_run_id();
+is($out, '0', 'failing rows: a second run expires nothing');
+is(poisoned_records($poisoned_run), 'succeeded 0 5 0 0 5', 'failing rows: and counts them again');
+is(poisoned_row_errors($poisoned_run), '5 5 0 0 0', 'failing rows: and records them again, under its run');
+is(poisoned_rows_now(12), "$others 0 5 0", 'failing rows: still as they were');
+$coord->safe_psql('postgres', q{UPDATE subscriptions SET plan = 'free' WHERE plan = 'poison'});
+is($coord->safe_psql('postgres', 'SELECT expired_count FROM expire_subscriptions()'),
+    '5', 'failing rows: their data fixed, a run expires them');
+$poisoned_run = max_run_id();
+is(poisoned_records($poisoned_run), 'succeeded 5 0 0 5 0', 'failing rows: and counts no failure');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM subexpire_row_errors WHERE run_id = $poisoned_run"),
+    '0', 'failing rows: nor records one');
+
+# The worker's batches (of 200 rows here): its first run, and the next,
+# which tries the failing rows again.
+$poisoned = add_poisoned_round(13);
+my $poisoned_before = max_run_id();
+$log_offset = -s $coord->logfile;
+reload_with($coord, 'subexpire.enabled', 'on');
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) >= 2 FROM subexpire_runs WHERE run_id > $poisoned_before AND status <> 'running'"),
+    'failing rows: two worker runs ended');
+reload_with($coord, 'subexpire.enabled', 'off');
+$coord->poll_query_until('postgres',
+    "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'")
+  or die 'the run worker did not end';
+my ($first_poisoned, $next_poisoned) = split / /, $coord->safe_psql('postgres', qq{
+    SELECT string_agg(run_id::text, ' ' ORDER BY run_id)
+    FROM (SELECT run_id FROM subexpire_runs WHERE run_id > $poisoned_before
+          ORDER BY run_id LIMIT 2) AS r});
+is(poisoned_rows_now(13), "$others 0 5 0",
+    'failing rows: the worker expired every other row, every failing row exactly as it was');
+is(poisoned_records($first_poisoned), "succeeded $others 5 0 $others 5",
+    "failing rows: the worker's first run and its rule count them in skipped_failed");
+is(rows_of_run($first_poisoned), $others, 'failing rows: the rows it expired are its count');
+is(poisoned_row_errors($first_poisoned), '5 5 0 0 0',
+    'failing rows: subexpire_row_errors has exactly their keys, with their errors');
+is(poisoned_records($next_poisoned), 'succeeded 0 5 0 0 5',
+    "failing rows: the worker's next run tries them again");
+is(poisoned_row_errors($next_poisoned), '5 5 0 0 0', 'failing rows: and records them again, under its run');
+ok( $coord->log_contains(
+        qr/LOG:  subexpire: (?:schedule|catch-up) run $first_poisoned expired $others subscriptions due at [^\n;]* in [0-9.]+ s; 5 failed and were left as they were\n/,
+        $log_offset),
+    "failing rows: the worker's LOG line says how many failed");
+$coord->safe_psql('postgres', q{UPDATE subscriptions SET plan = 'free' WHERE plan = 'poison'});
+$poisoned_before = max_run_id();
+reload_with($coord, 'subexpire.enabled', 'on');
+ok( $coord->poll_query_until('postgres',
+        "SELECT count(*) = 0 FROM subscriptions WHERE status = 'active' AND expires_at <= now()"),
+    'failing rows: their data fixed, the worker expires them');
+reload_with($coord, 'subexpire.enabled', 'off');
+$coord->poll_query_until('postgres',
+    "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'")
+  or die 'the run worker did not end';
+is( $coord->safe_psql('postgres', qq{
+        SELECT string_agg(expired_count || '/' || skipped_failed, ' ')
+               || ' ' || (SELECT count(*) FROM subexpire_row_errors WHERE run_id > $poisoned_before)
+        FROM subexpire_runs WHERE run_id > $poisoned_before AND expired_count > 0}),
+    '5/0 0', 'failing rows: in one run, recording no failure');
+# Dropping the trigger takes the setting too.
+$coord->safe_psql('postgres', q{
+    SET citus.enable_unsafe_triggers = on;
+    DROP TRIGGER poison ON subscriptions;
+    DROP TABLE failing_rows;
+});
 
 # ---- rules on the distributed table ----
 
