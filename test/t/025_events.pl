@@ -162,15 +162,7 @@ sub rule_count
 
 sub worker_on { reload_with($node, 'subexpire.enabled', 'on'); return; }
 
-# Turn the worker off, and wait until no run is under way.
-sub worker_off
-{
-    reload_with($node, 'subexpire.enabled', 'off');
-    $node->poll_query_until('postgres', q{
-        SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'})
-      or die 'the run worker did not exit';
-    return;
-}
+sub worker_off { stop_worker($node); return; }
 
 # Wait until a worker run after run $after is under way in period_end,
 # having committed some of its batches; returns its run_id.

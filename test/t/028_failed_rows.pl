@@ -73,15 +73,7 @@ sub max_run { return query('SELECT coalesce(max(run_id), 0) FROM subexpire_runs'
 
 sub worker_on { reload_with($node, 'subexpire.enabled', 'on'); return; }
 
-# Turn the worker off, and wait until no run is under way.
-sub worker_off
-{
-    reload_with($node, 'subexpire.enabled', 'off');
-    $node->poll_query_until('postgres', q{
-        SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'})
-      or die 'the run worker did not exit';
-    return;
-}
+sub worker_off { stop_worker($node); return; }
 
 # Turn the worker on until $n of its runs after run $after have ended,
 # then off; returns their ids.

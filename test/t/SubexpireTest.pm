@@ -9,7 +9,7 @@ use File::Basename qw(dirname);
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(create_reference_schema add_subscriptions reload_with
-  start_one_catch_up_run);
+  start_one_catch_up_run stop_worker);
 
 # Create the reference schema (test/reference_schema.sql) in $dbname.
 sub create_reference_schema
@@ -44,6 +44,17 @@ sub reload_with
     $node->reload;
     $node->poll_query_until('postgres', "SHOW $name", $value)
       or die "$name did not become $value";
+    return;
+}
+
+# Turn the worker of $node off, and wait until no run is under way.
+sub stop_worker
+{
+    my ($node) = @_;
+    reload_with($node, 'subexpire.enabled', 'off');
+    $node->poll_query_until('postgres', q{
+        SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'})
+      or die 'the run worker did not exit';
     return;
 }
 
