@@ -107,8 +107,24 @@ ALTER SYSTEM SET subexpire.schedule = '5-1 * * * *';
 ALTER SYSTEM SET subexpire.schedule = 'every day';
 ALTER SYSTEM SET subexpire.timezone = 'Nowhere/Special';
 ALTER SYSTEM SET subexpire.database = '';
+-- subexpire.database is a list: an empty name, a name listed twice, a
+-- quote that is not closed or not around a whole name are refused.
+ALTER SYSTEM SET subexpire.database = 'shop,,billing';
+ALTER SYSTEM SET subexpire.database = 'shop, billing,';
+ALTER SYSTEM SET subexpire.database = 'shop, billing, shop';
+ALTER SYSTEM SET subexpire.database = 'shop, "billing';
+ALTER SYSTEM SET subexpire.database = 'shop, bill"ing';
+ALTER SYSTEM SET subexpire.database = '"shop" x';
+ALTER SYSTEM SET subexpire.database = '""';
+SELECT count(*) AS database_in_file FROM pg_file_settings WHERE name = 'subexpire.database';
+-- Names as pg_database spells them (case kept), quoted when they have a
+-- comma, a quote or spaces at their ends; the case tells them apart.
+ALTER SYSTEM SET subexpire.database = ' shop ,Shop, "Billing, EU", "say ""hi"""';
+SELECT setting FROM pg_file_settings WHERE name = 'subexpire.database';
+ALTER SYSTEM SET subexpire.database = shop, billing;
 ALTER SYSTEM SET subexpire.schedule = '*/5 * * * *';
 ALTER SYSTEM SET subexpire.timezone = 'Europe/Berlin';
 SELECT name, setting FROM pg_file_settings WHERE name LIKE 'subexpire.%' ORDER BY name;
+ALTER SYSTEM RESET subexpire.database;
 ALTER SYSTEM RESET subexpire.schedule;
 ALTER SYSTEM RESET subexpire.timezone;

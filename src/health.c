@@ -34,9 +34,11 @@
 #include "access/table.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -291,6 +293,12 @@ overdue_check(HealthRows *rows, const SubexpireCounters *c, TimestampTz now)
 	{
 		add_check(rows, "overdue", "ok",
 				  "subexpire.enabled is off: the worker does not run the schedule, so nothing is checked");
+		return;
+	}
+	if (!subexpire_database_listed(get_database_name(MyDatabaseId)))
+	{
+		add_check(rows, "overdue", "ok",
+				  "subexpire.database does not list this database: the worker does not run the schedule here, so nothing is checked");
 		return;
 	}
 

@@ -4,9 +4,9 @@
  *	  The run worker: the background worker process that the scheduler
  *	  starts for each run of the job.
  *
- * A run worker connects to subexpire.database as subexpire.role (as the
- * scheduler read them when it started the worker, so that a reload that
- * changes them needs no restart), takes the one-run-at-a-time guard,
+ * A run worker connects to one of the databases of subexpire.database as
+ * subexpire.role (as the scheduler read them when it started the worker,
+ * so that a reload that changes them needs no restart), takes the one-run-at-a-time guard,
  * marks as failed the runs that a crash left "running", and runs the job
  * in batches (src/run.c).  At start-up (and when subexpire.enabled is
  * turned back on) it only checks whether a scheduled time passed since the
@@ -80,12 +80,12 @@ failure_outcome(const ErrorData *edata)
 }
 
 /*
- * Start a run worker and wait until it has finished (called by the
- * scheduler).  Returns its outcome and, in *message, what it said.
+ * Start a run worker in "database" and wait until it has finished (called
+ * by the scheduler).  Returns its outcome and, in *message, what it said.
  */
 SubexpireRunOutcome
-subexpire_start_run_worker(SubexpireRunMode mode, char *message,
-						   Size message_size)
+subexpire_start_run_worker(const char *database, SubexpireRunMode mode,
+						   char *message, Size message_size)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -107,7 +107,7 @@ subexpire_start_run_worker(SubexpireRunMode mode, char *message,
 	worker.bgw_notify_pid = MyProcPid;
 	/* Database and role as the scheduler read them, NUL-terminated each. */
 	StaticAssertStmt(2 * NAMEDATALEN <= BGW_EXTRALEN, "bgw_extra too small");
-	strlcpy(worker.bgw_extra, subexpire_database, NAMEDATALEN);
+	strlcpy(worker.bgw_extra, database, NAMEDATALEN);
 	strlcpy(worker.bgw_extra + NAMEDATALEN, subexpire_role, NAMEDATALEN);
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))

@@ -21,7 +21,8 @@ typedef enum SubexpireRunMode
 								 * due */
 } SubexpireRunMode;
 
-extern SubexpireRunOutcome subexpire_start_run_worker(SubexpireRunMode mode,
+extern SubexpireRunOutcome subexpire_start_run_worker(const char *database,
+													  SubexpireRunMode mode,
 													  char *message,
 													  Size message_size);
 

@@ -6,13 +6,15 @@
  *
  * One per cluster, started by the postmaster once recovery has finished
  * (so a standby never runs the job and a promoted one starts it).  It
- * sleeps until the next scheduled time, then starts a run worker
- * (src/run_worker.c) and waits for it.  It is connected to no database,
- * only to the shared catalogs, so that it can check that the database and
- * the role named by the settings exist before each run, and a missing one
- * is logged once and retried, never a crash loop.  Between scheduled
- * times it sleeps: only a reload, a shutdown or the postmaster's death
- * wakes it.
+ * sleeps until the next scheduled time, then, for each database of
+ * subexpire.database in turn, starts a run worker (src/run_worker.c) and
+ * waits for it: one run at a time.  It is connected to no database, only
+ * to the shared catalogs, so that it can check that each database and the
+ * role named by the settings exist before each run; a problem is that
+ * database's alone, logged once and retried, never a crash loop, and the
+ * other databases run.  Each database has its own catch-up and retries.
+ * Between scheduled times it sleeps: only a reload, a shutdown or the
+ * postmaster's death wakes it.
  *
  * IDENTIFICATION
  *	  src/scheduler.c
@@ -53,14 +55,22 @@
 /* The longest single sleep: see sleep_until(). */
 #define MAX_SLEEP_MS (24L * 60 * 60 * 1000)
 
+/* What the scheduler keeps for each database of subexpire.database. */
+typedef struct DatabaseState
+{
+	char		name[NAMEDATALEN];
+	bool		startup_pending;	/* check for a missed time (catch-up) */
+	char	   *reported_problem;	/* logged once, until it is gone */
+	TimestampTz retry_at;		/* 0: no retry planned */
+} DatabaseState;
+
 /* What the scheduler's loop keeps from one turn to the next. */
 typedef struct SchedulerState
 {
-	bool		startup_pending;	/* check for a missed time (catch-up) */
 	bool		was_enabled;
-	char	   *reported_problem;	/* logged once, until it is gone */
 	TimestampTz next_run;		/* 0: to be computed */
-	TimestampTz retry_at;		/* 0: no retry planned */
+	int			ndatabases;
+	DatabaseState *databases;	/* in TopMemoryContext */
 } SchedulerState;
 
 /* ---- the shared state ---- */
@@ -173,7 +183,7 @@ may_connect(Oid dboid, Oid roleid)
  * Reads the shared catalogs, in a transaction of its own.
  */
 static char *
-connection_problem(void)
+connection_problem(const char *database)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	char	   *problem = NULL;
@@ -183,13 +193,13 @@ connection_problem(void)
 
 	StartTransactionCommand();
 	if (!shared_catalog_row(DatabaseRelationId, Anum_pg_database_datname,
-							subexpire_database, Anum_pg_database_oid,
+							database, Anum_pg_database_oid,
 							Anum_pg_database_datallowconn, &dboid, &flag))
 		problem = psprintf("database \"%s\" named by subexpire.database does not exist; create it, or set subexpire.database and reload",
-						   subexpire_database);
+						   database);
 	else if (!flag)
 		problem = psprintf("database \"%s\" named by subexpire.database does not allow connections",
-						   subexpire_database);
+						   database);
 	else if (subexpire_role[0] != '\0')
 	{
 		if (!shared_catalog_row(AuthIdRelationId, Anum_pg_authid_rolname,
@@ -202,8 +212,8 @@ connection_problem(void)
 							   subexpire_role, quote_identifier(subexpire_role));
 		else if (!may_connect(dboid, roleid))
 			problem = psprintf("role \"%s\" named by subexpire.role may not connect to database \"%s\"; GRANT CONNECT ON DATABASE %s TO %s",
-							   subexpire_role, subexpire_database,
-							   quote_identifier(subexpire_database),
+							   subexpire_role, database,
+							   quote_identifier(database),
 							   quote_identifier(subexpire_role));
 	}
 
@@ -216,18 +226,32 @@ connection_problem(void)
 }
 
 /*
- * Log a problem that keeps runs from starting once, not at every retry,
- * and log when it is gone.
+ * " in database "shop"" when subexpire.database lists several, so that a
+ * message says which; nothing with one, as before there could be several.
+ */
+static const char *
+in_database(const DatabaseState *db)
+{
+	if (subexpire_database_count() == 1)
+		return "";
+	return psprintf(" in database \"%s\"", db->name);
+}
+
+/*
+ * Log a problem that keeps a database's runs from starting once, not at
+ * every retry, and log when it is gone.
  */
 static void
-report_problem(char **reported, const char *problem)
+report_problem(DatabaseState *db, const char *problem)
 {
+	char	  **reported = &db->reported_problem;
+
 	if (problem == NULL)
 	{
 		if (*reported != NULL)
 		{
 			ereport(LOG,
-					(errmsg("subexpire: runs can start again"),
+					(errmsg("subexpire: runs can start again%s", in_database(db)),
 					 errdetail("Resolved: %s.", *reported)));
 			pfree(*reported);
 			*reported = NULL;
@@ -237,7 +261,8 @@ report_problem(char **reported, const char *problem)
 	if (*reported != NULL && strcmp(*reported, problem) == 0)
 		return;
 	ereport(WARNING,
-			(errmsg("subexpire: cannot run the job: %s", problem),
+			(errmsg("subexpire: cannot run the job%s: %s", in_database(db),
+					problem),
 			 errdetail("The worker tries again at the next scheduled time or within a minute, whichever is sooner, and logs this once.")));
 	if (*reported != NULL)
 		pfree(*reported);
@@ -245,6 +270,41 @@ report_problem(char **reported, const char *problem)
 }
 
 /* ---- the loop ---- */
+
+/*
+ * Make the list of databases from subexpire.database: a database listed
+ * before keeps its state (a retry planned, a problem logged); one new to
+ * the list checks for a missed time, as every database does at start.
+ */
+static void
+set_databases(SchedulerState *state)
+{
+	int			n = subexpire_database_count();
+	DatabaseState *databases = MemoryContextAllocZero(TopMemoryContext,
+													  n * sizeof(DatabaseState));
+
+	for (int i = 0; i < n; i++)
+	{
+		DatabaseState *db = &databases[i];
+
+		strlcpy(db->name, subexpire_database_name(i), NAMEDATALEN);
+		db->startup_pending = true;
+		for (int j = 0; j < state->ndatabases; j++)
+			if (strcmp(state->databases[j].name, db->name) == 0)
+			{
+				*db = state->databases[j];
+				state->databases[j].reported_problem = NULL;
+				break;
+			}
+	}
+	for (int j = 0; j < state->ndatabases; j++)
+		if (state->databases[j].reported_problem != NULL)
+			pfree(state->databases[j].reported_problem);
+	if (state->databases != NULL)
+		pfree(state->databases);
+	state->databases = databases;
+	state->ndatabases = n;
+}
 
 static void
 scheduler_init(SchedulerState *state)
@@ -275,45 +335,69 @@ scheduler_init(SchedulerState *state)
 	SpinLockRelease(&subexpire_shared->mutex);
 
 	memset(state, 0, sizeof(SchedulerState));
-	state->startup_pending = true;
 	state->was_enabled = subexpire_enabled;
+	set_databases(state);
 }
 
 /* Take a reload: a new schedule, or the job turned on or off. */
 static void
 take_reload(SchedulerState *state)
 {
+	bool		turned_on;
+
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
-	/* Turned back on: check for a missed time, as at start. */
-	if (subexpire_enabled && !state->was_enabled)
-		state->startup_pending = true;
+	set_databases(state);
+	turned_on = subexpire_enabled && !state->was_enabled;
 	state->was_enabled = subexpire_enabled;
 	state->next_run = 0;		/* recompute with the new schedule */
-	/* A run that could not start may be able to now: try at once. */
-	state->retry_at = (state->reported_problem != NULL) ? GetCurrentTimestamp() : 0;
+	for (int i = 0; i < state->ndatabases; i++)
+	{
+		DatabaseState *db = &state->databases[i];
+
+		/* Turned back on: check for a missed time, as at start. */
+		if (turned_on)
+			db->startup_pending = true;
+		/* A run that could not start may be able to now: try at once. */
+		db->retry_at = (db->reported_problem != NULL) ? GetCurrentTimestamp() : 0;
+	}
 }
 
 /*
- * Start a run worker, wait for it, and plan what follows: the next
- * scheduled time, and a retry within a minute after a run that could not
- * start or that failed waiting for a lock that someone held.
+ * Is it time to run in database db?  At the scheduled time
+ * (scheduled_time_came); at start-up at once; after a run that could not
+ * start, not before the retry time.
+ */
+static bool
+database_due(const DatabaseState *db, bool scheduled_time_came,
+			 TimestampTz now)
+{
+	if (scheduled_time_came)
+		return true;
+	if (db->retry_at != 0)
+		return now >= db->retry_at;
+	return db->startup_pending;
+}
+
+/*
+ * Start a run worker in database db, wait for it, and plan that
+ * database's retry within a minute after a run that could not start or
+ * that failed waiting for a lock that someone held.
  */
 static void
-run_now(SchedulerState *state, TimestampTz now)
+run_database(DatabaseState *db, bool scheduled_time_came)
 {
-	char	   *problem = connection_problem();
+	char	   *problem = connection_problem(db->name);
 	char		message[256];
 	SubexpireRunOutcome outcome = SUBEXPIRE_OUTCOME_DONE;
 
-	/* While the run goes on, the next time is the one after it. */
-	set_next_run(subexpire_next_scheduled_run(now));
 	if (problem == NULL)
 	{
 		/* Once a scheduled time has come, it is a scheduled run. */
-		bool		scheduled = !state->startup_pending || now >= state->next_run;
+		bool		scheduled = !db->startup_pending || scheduled_time_came;
 
-		outcome = subexpire_start_run_worker(scheduled ? SUBEXPIRE_RUN_SCHEDULED
+		outcome = subexpire_start_run_worker(db->name,
+											 scheduled ? SUBEXPIRE_RUN_SCHEDULED
 											 : SUBEXPIRE_RUN_STARTUP,
 											 message, sizeof(message));
 		if (ShutdownRequestPending)
@@ -322,26 +406,47 @@ run_now(SchedulerState *state, TimestampTz now)
 			outcome == SUBEXPIRE_OUTCOME_NONE)
 			problem = message;
 		else if (outcome != SUBEXPIRE_OUTCOME_RETRY)
-			state->startup_pending = false;
+			db->startup_pending = false;
 	}
-	report_problem(&state->reported_problem, problem);
-
-	now = GetCurrentTimestamp();
-	state->next_run = subexpire_next_scheduled_run(now);
-	state->retry_at = (problem != NULL || outcome == SUBEXPIRE_OUTCOME_RETRY)
-		? TimestampTzPlusMilliseconds(now, RETRY_INTERVAL_MS) : 0;
+	report_problem(db, problem);
+	db->retry_at = (problem != NULL || outcome == SUBEXPIRE_OUTCOME_RETRY)
+		? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_INTERVAL_MS)
+		: 0;
 }
 
 /*
- * Is it time to run?  At the scheduled time; at start-up at once; after a
- * run that could not start, not before the retry time.
+ * Run in each database whose time has come, one after another, and plan
+ * the next scheduled time.
  */
+static void
+run_now(SchedulerState *state, TimestampTz now)
+{
+	bool		scheduled_time_came = now >= state->next_run;
+
+	/* While the runs go on, the next time is the one after them. */
+	set_next_run(subexpire_next_scheduled_run(now));
+	for (int i = 0; i < state->ndatabases; i++)
+	{
+		DatabaseState *db = &state->databases[i];
+
+		if (ShutdownRequestPending)
+			proc_exit(0);
+		if (database_due(db, scheduled_time_came, now))
+			run_database(db, scheduled_time_came);
+	}
+	state->next_run = subexpire_next_scheduled_run(GetCurrentTimestamp());
+}
+
+/* Is it time to run in any database? */
 static bool
 time_to_run(const SchedulerState *state, TimestampTz now)
 {
-	if (state->retry_at != 0)
-		return now >= state->retry_at || now >= state->next_run;
-	return state->startup_pending || now >= state->next_run;
+	bool		scheduled_time_came = now >= state->next_run;
+
+	for (int i = 0; i < state->ndatabases; i++)
+		if (database_due(&state->databases[i], scheduled_time_came, now))
+			return true;
+	return false;
 }
 
 /*
@@ -408,8 +513,10 @@ subexpire_scheduler_main(Datum arg)
 		}
 
 		wake_at = state.next_run;
-		if (state.retry_at != 0 && state.retry_at < wake_at)
-			wake_at = state.retry_at;
+		for (int i = 0; i < state.ndatabases; i++)
+			if (state.databases[i].retry_at != 0 &&
+				state.databases[i].retry_at < wake_at)
+				wake_at = state.databases[i].retry_at;
 		set_next_run(state.next_run);
 		sleep_until(wake_at);
 	}

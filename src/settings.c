@@ -19,6 +19,7 @@
 
 #include <limits.h>
 
+#include "parser/scansup.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
@@ -36,7 +37,7 @@ char	   *subexpire_updated_column = NULL;
 char	   *subexpire_active_status = NULL;
 char	   *subexpire_expired_status = NULL;
 int			subexpire_grace_period = 0;
-int			subexpire_batch_size = 10000;
+int			subexpire_batch_size = 1000;
 int			subexpire_max_expired_per_run = 0;
 int			subexpire_lock_wait = 1000;
 int			subexpire_max_run_duration = 0;
@@ -135,13 +136,177 @@ check_timezone(char **newval, void **extra, GucSource source)
 	return false;
 }
 
+/*
+ * The databases of subexpire.database, parsed by its check hook and set by
+ * its assign hook, so that the scheduler reads a list that was checked.
+ */
+typedef struct DatabaseList
+{
+	int			count;
+	char		names[SUBEXPIRE_MAX_DATABASES][NAMEDATALEN];
+} DatabaseList;
+
+static const DatabaseList *databases = NULL;
+
+#define DATABASE_LIST_HINT "List the databases separated by commas, each as pg_database spells it, such as 'shop, billing'; put a name that has a comma, a double quote (doubled) or spaces at its ends in double quotes."
+
+/*
+ * Take the next name of a database list from *p into name, as written:
+ * a name in double quotes keeps everything in them (a doubled quote is
+ * one), another is trimmed of spaces at its ends; case is kept either way,
+ * since pg_database names are compared as written.  False, with the
+ * problem in GUC_check_errdetail, when the element cannot be a name.
+ */
+static bool
+next_database_name(const char **p, char *name)
+{
+	const char *s = *p;
+	int			len = 0;
+
+	while (scanner_isspace(*s))
+		s++;
+	if (*s == '"')
+	{
+		for (s++;; s++)
+		{
+			if (*s == '\0')
+			{
+				GUC_check_errdetail("A double quote is not closed.");
+				return false;
+			}
+			if (*s == '"' && s[1] != '"')
+				break;
+			if (*s == '"')
+				s++;
+			if (len == NAMEDATALEN - 1)
+			{
+				GUC_check_errdetail("A database name is longer than %d bytes.",
+									NAMEDATALEN - 1);
+				return false;
+			}
+			name[len++] = *s;
+		}
+		s++;
+		while (scanner_isspace(*s))
+			s++;
+		if (*s != ',' && *s != '\0')
+		{
+			GUC_check_errdetail("A quoted name is followed by something other than a comma.");
+			return false;
+		}
+	}
+	else
+	{
+		const char *end = s;
+
+		while (*end != ',' && *end != '\0')
+		{
+			if (*end == '"')
+			{
+				GUC_check_errdetail("A double quote may only surround a whole name.");
+				return false;
+			}
+			end++;
+		}
+		len = end - s;
+		while (len > 0 && scanner_isspace(s[len - 1]))
+			len--;
+		if (len > NAMEDATALEN - 1)
+		{
+			GUC_check_errdetail("A database name is longer than %d bytes.",
+								NAMEDATALEN - 1);
+			return false;
+		}
+		memcpy(name, s, len);
+		s = end;
+	}
+	name[len] = '\0';
+	if (len == 0)
+	{
+		GUC_check_errdetail("The list has an empty database name.");
+		return false;
+	}
+	*p = s;
+	return true;
+}
+
 static bool
 check_database(char **newval, void **extra, GucSource source)
 {
-	if (*newval != NULL && (*newval)[0] != '\0')
-		return true;
-	GUC_check_errdetail("The worker needs the name of the database that holds the subscriptions.");
+	DatabaseList list;
+	const char *p = *newval;
+	DatabaseList *copy;
+
+	memset(&list, 0, sizeof(list));
+	if (p == NULL)
+		p = "";
+	for (;;)
+	{
+		if (list.count == SUBEXPIRE_MAX_DATABASES)
+		{
+			GUC_check_errdetail("The list names more than %d databases.",
+								SUBEXPIRE_MAX_DATABASES);
+			return false;
+		}
+		if (!next_database_name(&p, list.names[list.count]))
+		{
+			GUC_check_errhint(DATABASE_LIST_HINT);
+			return false;
+		}
+		for (int i = 0; i < list.count; i++)
+			if (strcmp(list.names[i], list.names[list.count]) == 0)
+			{
+				GUC_check_errdetail("Database \"%s\" is listed twice.",
+									list.names[i]);
+				GUC_check_errhint(DATABASE_LIST_HINT);
+				return false;
+			}
+		list.count++;
+		if (*p == '\0')
+			break;
+		p++;					/* the comma */
+	}
+#if PG_VERSION_NUM >= 160000
+	copy = guc_malloc(LOG, sizeof(DatabaseList));
+#else
+	copy = malloc(sizeof(DatabaseList));
+#endif
+	if (copy == NULL)
+		return false;
+	*copy = list;
+	*extra = copy;
+	return true;
+}
+
+static void
+assign_database(const char *newval, void *extra)
+{
+	databases = extra;
+}
+
+/* How many databases subexpire.database lists (1 or more). */
+int
+subexpire_database_count(void)
+{
+	return databases ? databases->count : 0;
+}
+
+/* Does subexpire.database list the database "name"? */
+bool
+subexpire_database_listed(const char *name)
+{
+	for (int i = 0; i < subexpire_database_count(); i++)
+		if (strcmp(subexpire_database_name(i), name) == 0)
+			return true;
 	return false;
+}
+
+/* The i-th database that subexpire.database lists, from 0. */
+const char *
+subexpire_database_name(int i)
+{
+	Assert(databases != NULL && i >= 0 && i < databases->count);
+	return databases->names[i];
 }
 
 /* Called from _PG_init. */
@@ -208,7 +373,7 @@ subexpire_define_settings(void)
 							"Rows expired per transaction when the background worker runs.",
 							NULL,
 							&subexpire_batch_size,
-							10000, 1, INT_MAX,
+							1000, 1, INT_MAX,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
@@ -261,12 +426,12 @@ subexpire_define_settings(void)
 							   check_timezone, NULL, NULL);
 
 	DefineCustomStringVariable("subexpire.database",
-							   "Database the background worker runs the job in.",
-							   NULL,
+							   "Databases the background worker runs the job in, one after another.",
+							   "A comma-separated list, such as 'shop, billing'; a name with a comma, a double quote or spaces at its ends in double quotes.",
 							   &subexpire_database,
 							   "postgres",
-							   PGC_SIGHUP, 0,
-							   check_database, NULL, NULL);
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_database, assign_database, NULL);
 
 	DefineCustomStringVariable("subexpire.role",
 							   "Role the background worker runs the job as.",

@@ -35,6 +35,12 @@ extern char *subexpire_database;
 extern char *subexpire_role;
 extern bool subexpire_catch_up;
 
+/* subexpire.database lists at most this many databases. */
+#define SUBEXPIRE_MAX_DATABASES 32
+
 extern void subexpire_define_settings(void);
+extern int	subexpire_database_count(void);
+extern const char *subexpire_database_name(int i);
+extern bool subexpire_database_listed(const char *name);
 
 #endif							/* SUBEXPIRE_SETTINGS_H */

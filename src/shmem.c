@@ -36,7 +36,8 @@
 #include "shmem.h"
 
 #define STATS_FILE	PGSTAT_STAT_PERMANENT_DIRECTORY "/subexpire.stat"
-#define STATS_FILE_MAGIC 0x53584533 /* "SXE3": with the rules' counters */
+#define STATS_FILE_MAGIC 0x53584534 /* "SXE4": each database's counters */
+#define STATS_FILE_MAGIC_2_0 0x53584533 /* "SXE3": with the rules' counters */
 #define STATS_FILE_MAGIC_1_1 0x53584532 /* "SXE2": library 1.1 and 1.2 */
 #define STATS_FILE_MAGIC_1_0 0x53584531 /* "SXE1": library 1.0 */
 
@@ -108,10 +109,8 @@ save_counters(int code, Datum arg)
 	file = AllocateFile(STATS_FILE ".tmp", PG_BINARY_W);
 	if (file == NULL ||
 		fwrite(&magic, sizeof(magic), 1, file) != 1 ||
-		fwrite(&subexpire_shared->counters, sizeof(SubexpireCounters), 1,
-			   file) != 1 ||
-		fwrite(subexpire_shared->rules, sizeof(subexpire_shared->rules), 1,
-			   file) != 1 ||
+		fwrite(subexpire_shared->databases,
+			   sizeof(subexpire_shared->databases), 1, file) != 1 ||
 		FreeFile(file) != 0)
 	{
 		ereport(LOG,
@@ -127,37 +126,57 @@ save_counters(int code, Datum arg)
 }
 
 /*
- * Read the counters back from the stats file, if there is one.  A file
- * that an older library wrote (the server restarted with a newer library)
- * lacks the counters added since: they start as "none", the rules' empty.
+ * The counters of a file that an older library wrote (the server restarted
+ * with a newer library), which counted the runs of the whole cluster, in
+ * one database's slot for the first database to take (see
+ * SubexpireDatabaseCounters).  The counters added since start as "none",
+ * the rules' empty when the file has none.  False when the file is not
+ * one of theirs.
  */
+static bool
+load_cluster_counters(FILE *file, uint32 magic)
+{
+	SubexpireDatabaseCounters *slot = &subexpire_shared->databases[0];
+	SubexpireCounters counters;
+
+	memset(&counters, 0, sizeof(counters));
+	counters.last_run_longest_batch = -1;
+	if (!(((magic == STATS_FILE_MAGIC_2_0 || magic == STATS_FILE_MAGIC_1_1) &&
+		   fread(&counters, sizeof(counters), 1, file) == 1) ||
+		  (magic == STATS_FILE_MAGIC_1_0 &&
+		   fread(&counters, COUNTERS_SIZE_1_0, 1, file) == 1)))
+		return false;
+	slot->counters = counters;
+	slot->inherited = true;
+	if (magic == STATS_FILE_MAGIC_2_0 &&
+		fread(slot->rules, sizeof(slot->rules), 1, file) != 1)
+		memset(slot->rules, 0, sizeof(slot->rules));
+	return true;
+}
+
+/* Read the counters back from the stats file, if there is one. */
 static void
 load_counters(void)
 {
 	FILE	   *file = AllocateFile(STATS_FILE, PG_BINARY_R);
 	uint32		magic;
-	SubexpireCounters counters;
+	bool		read;
 
 	if (file == NULL)
 		return;
-	memset(&counters, 0, sizeof(counters));
-	counters.last_run_longest_batch = -1;
-	if (fread(&magic, sizeof(magic), 1, file) == 1 &&
-		(((magic == STATS_FILE_MAGIC || magic == STATS_FILE_MAGIC_1_1) &&
-		  fread(&counters, sizeof(counters), 1, file) == 1) ||
-		 (magic == STATS_FILE_MAGIC_1_0 &&
-		  fread(&counters, COUNTERS_SIZE_1_0, 1, file) == 1)))
+	read = fread(&magic, sizeof(magic), 1, file) == 1 &&
+		((magic == STATS_FILE_MAGIC &&
+		  fread(subexpire_shared->databases,
+				sizeof(subexpire_shared->databases), 1, file) == 1) ||
+		 load_cluster_counters(file, magic));
+	if (!read)
 	{
-		subexpire_shared->counters = counters;
-		if (magic == STATS_FILE_MAGIC &&
-			fread(subexpire_shared->rules, sizeof(subexpire_shared->rules),
-				  1, file) != 1)
-			memset(subexpire_shared->rules, 0, sizeof(subexpire_shared->rules));
-	}
-	else
+		memset(subexpire_shared->databases, 0,
+			   sizeof(subexpire_shared->databases));
 		ereport(LOG,
 				(errmsg("ignoring invalid subexpire statistics file \"%s\"",
 						STATS_FILE)));
+	}
 	FreeFile(file);
 	/* Once read, the file is stale: a crash must not bring it back. */
 	unlink(STATS_FILE);
@@ -178,7 +197,6 @@ shmem_startup(void)
 		memset(subexpire_shared, 0, shared_size());
 		subexpire_shared->lock = &(GetNamedLWLockTranche("subexpire"))->lock;
 		SpinLockInit(&subexpire_shared->mutex);
-		subexpire_counters_clear(&subexpire_shared->counters);
 		subexpire_shared->run_xact_slots = run_xact_slots();
 	}
 	LWLockRelease(AddinShmemInitLock);

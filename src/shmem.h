@@ -59,6 +59,26 @@ typedef struct SubexpireRuleCounters
 	char		last_error[256];
 } SubexpireRuleCounters;
 
+/*
+ * The statistics of the job in one database: each database has its own
+ * (a database's monitoring shows its job, and no other's), in one of a
+ * fixed number of slots, taken when the database first counts a run or
+ * reads its statistics; when none is free, the slot of the database least
+ * recently seen is reused.
+ */
+#define SUBEXPIRE_DATABASE_SLOTS 32
+
+typedef struct SubexpireDatabaseCounters
+{
+	Oid			dboid;			/* InvalidOid: a free slot */
+	bool		inherited;		/* read from the file of a library that
+								 * counted the whole cluster's: the first
+								 * database to use a slot takes it */
+	TimestampTz last_used;
+	SubexpireCounters counters;
+	SubexpireRuleCounters rules[SUBEXPIRE_RULE_SLOTS];
+} SubexpireDatabaseCounters;
+
 /* How a run worker's attempt ended, as the scheduler needs to know. */
 typedef enum SubexpireRunOutcome
 {
@@ -82,10 +102,9 @@ typedef struct SubexpireWorkerState
 
 typedef struct SubexpireShared
 {
-	LWLock	   *lock;			/* counters and run_xacts */
+	LWLock	   *lock;			/* databases and run_xacts */
 	slock_t		mutex;			/* worker */
-	SubexpireCounters counters;
-	SubexpireRuleCounters rules[SUBEXPIRE_RULE_SLOTS];
+	SubexpireDatabaseCounters databases[SUBEXPIRE_DATABASE_SLOTS];
 	SubexpireWorkerState worker;
 	/* Expiry transactions in progress, one slot a backend (run_xacts.c). */
 	int			run_xact_slots;

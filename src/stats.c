@@ -10,6 +10,9 @@
  * transaction commits (and as failed if that transaction rolls back
  * instead), so that the figures agree with the rows that stay expired.
  *
+ * Each database counts its own runs, and reads its own counters
+ * (SubexpireDatabaseCounters): the job of one database is not another's.
+ *
  * IDENTIFICATION
  *	  src/stats.c
  *
@@ -18,8 +21,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "miscadmin.h"
 #include "utils/float.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "stats.h"
 
@@ -58,14 +63,59 @@ subexpire_duration_bound(int bucket)
  * The slot of a rule: its own, a free one, or the one whose rule ran least
  * recently.  The caller holds the lock exclusively.
  */
-static SubexpireRuleCounters *
-rule_slot(const char *rule_name)
+/*
+ * The counters of the current database, taken when it has none: an
+ * inherited slot, a free one, or that of the database least recently seen.
+ * The caller holds the lock exclusively.
+ */
+static SubexpireDatabaseCounters *
+database_slot(void)
 {
-	SubexpireRuleCounters *oldest = &subexpire_shared->rules[0];
+	SubexpireDatabaseCounters *slot = NULL;
+	SubexpireDatabaseCounters *inherited = NULL;
+	SubexpireDatabaseCounters *free_slot = NULL;
+	SubexpireDatabaseCounters *oldest = NULL;
+
+	for (int i = 0; i < SUBEXPIRE_DATABASE_SLOTS; i++)
+	{
+		SubexpireDatabaseCounters *candidate = &subexpire_shared->databases[i];
+
+		if (candidate->dboid == MyDatabaseId && !candidate->inherited)
+		{
+			slot = candidate;
+			break;
+		}
+		if (candidate->inherited)
+			inherited = candidate;
+		else if (!OidIsValid(candidate->dboid))
+			free_slot = free_slot ? free_slot : candidate;
+		else if (oldest == NULL || candidate->last_used < oldest->last_used)
+			oldest = candidate;
+	}
+	if (slot == NULL && inherited != NULL)
+	{
+		slot = inherited;
+		slot->inherited = false;
+	}
+	else if (slot == NULL)
+	{
+		slot = free_slot ? free_slot : oldest;
+		memset(slot, 0, sizeof(SubexpireDatabaseCounters));
+		subexpire_counters_clear(&slot->counters);
+	}
+	slot->dboid = MyDatabaseId;
+	slot->last_used = GetCurrentTimestamp();
+	return slot;
+}
+
+static SubexpireRuleCounters *
+rule_slot(SubexpireDatabaseCounters *database, const char *rule_name)
+{
+	SubexpireRuleCounters *oldest = &database->rules[0];
 
 	for (int i = 0; i < SUBEXPIRE_RULE_SLOTS; i++)
 	{
-		SubexpireRuleCounters *slot = &subexpire_shared->rules[i];
+		SubexpireRuleCounters *slot = &database->rules[i];
 
 		if (strcmp(slot->rule_name, rule_name) == 0)
 			return slot;
@@ -83,12 +133,13 @@ rule_slot(const char *rule_name)
 }
 
 static void
-count_rules(TimestampTz started_at, TimestampTz finished_at,
-			const SubexpireRuleCount *rules, int nrules)
+count_rules(SubexpireDatabaseCounters *database, TimestampTz started_at,
+			TimestampTz finished_at, const SubexpireRuleCount *rules,
+			int nrules)
 {
 	for (int i = 0; i < nrules; i++)
 	{
-		SubexpireRuleCounters *slot = rule_slot(rules[i].rule_name);
+		SubexpireRuleCounters *slot = rule_slot(database, rules[i].rule_name);
 
 		slot->runs_total++;
 		slot->expired_total += rules[i].expired;
@@ -120,6 +171,7 @@ subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 						  int64 longest_batch,
 						  const SubexpireRuleCount *rules, int nrules)
 {
+	SubexpireDatabaseCounters *database;
 	SubexpireCounters *c;
 	int64		duration = finished_at - started_at;
 	double		seconds = (double) duration / USECS_PER_SEC;
@@ -132,7 +184,8 @@ subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 		bucket++;
 
 	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
-	c = &subexpire_shared->counters;
+	database = database_slot();
+	c = &database->counters;
 	c->runs_total++;
 	c->last_run_started_at = started_at;
 	c->last_run_duration = duration;
@@ -151,7 +204,7 @@ subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 		c->last_failure_at = finished_at;
 		strlcpy(c->last_error, error, sizeof(c->last_error));
 	}
-	count_rules(started_at, finished_at, rules, nrules);
+	count_rules(database, started_at, finished_at, rules, nrules);
 	LWLockRelease(subexpire_shared->lock);
 }
 
@@ -233,8 +286,8 @@ subexpire_stats_read(void)
 	SubexpireCounters c;
 
 	require_shared_memory();
-	LWLockAcquire(subexpire_shared->lock, LW_SHARED);
-	c = subexpire_shared->counters;
+	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
+	c = database_slot()->counters;
 	LWLockRelease(subexpire_shared->lock);
 	return c;
 }
@@ -246,13 +299,15 @@ subexpire_stats_read(void)
 int
 subexpire_stats_read_rules(SubexpireRuleCounters *rules)
 {
+	SubexpireDatabaseCounters *database;
 	int			n = 0;
 
 	require_shared_memory();
-	LWLockAcquire(subexpire_shared->lock, LW_SHARED);
+	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
+	database = database_slot();
 	for (int i = 0; i < SUBEXPIRE_RULE_SLOTS; i++)
-		if (subexpire_shared->rules[i].rule_name[0] != '\0')
-			rules[n++] = subexpire_shared->rules[i];
+		if (database->rules[i].rule_name[0] != '\0')
+			rules[n++] = database->rules[i];
 	LWLockRelease(subexpire_shared->lock);
 	return n;
 }
@@ -261,9 +316,12 @@ subexpire_stats_read_rules(SubexpireRuleCounters *rules)
 void
 subexpire_stats_clear(void)
 {
+	SubexpireDatabaseCounters *database;
+
 	require_shared_memory();
 	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
-	subexpire_counters_clear(&subexpire_shared->counters);
-	memset(subexpire_shared->rules, 0, sizeof(subexpire_shared->rules));
+	database = database_slot();
+	subexpire_counters_clear(&database->counters);
+	memset(database->rules, 0, sizeof(database->rules));
 	LWLockRelease(subexpire_shared->lock);
 }

@@ -19,14 +19,19 @@
 # (each statement's duration, commit included, from log_min_duration_statement
 # set for the workload's sessions only).
 #
+# With --compare-batch-size B2, each pair also runs the expiry at batch
+# size B2 (expiry2), on the same data, the order of the three alternating
+# (base expiry expiry2, then expiry2 expiry base), and reports both.
+#
 # Run (the extension, postgresql-15-cron and pgbench installed):
 #   test/bench/gentle.sh                        # 5M rows, 1M due, 3 pairs
 #   test/bench/gentle.sh --rows 50000 --due-rows 10000 --pairs 1 --seconds 15
+#   test/bench/gentle.sh --rows 1000000 --due-rows 200000 --compare-batch-size 10000
 # Options: --rows N (5000000), --due-rows M (1000000), --pairs K (3),
 # --seconds S (60: must cover the worker's run), --clients C (4),
 # --rate TPS (400, all clients together), --batch-size B (the worker's
-# subexpire.batch_size; default its default), --set 'NAME = VALUE' (a
-# server setting, repeatable), --keep.
+# subexpire.batch_size; default its default), --compare-batch-size B2,
+# --set 'NAME = VALUE' (a server setting, repeatable), --keep.
 
 set -euo pipefail
 
@@ -37,6 +42,7 @@ RUN_SECONDS=60
 CLIENTS=4
 RATE=400
 BATCH=
+COMPARE_BATCH=
 SETTINGS_EXTRA=
 KEEP=0
 # The worker starts this long after the workload, so that the workload's
@@ -67,6 +73,7 @@ while [[ $# -gt 0 ]]; do
 		--clients) CLIENTS=${2:?}; shift 2 ;;
 		--rate) RATE=${2:?}; shift 2 ;;
 		--batch-size) BATCH=${2:?}; shift 2 ;;
+		--compare-batch-size) COMPARE_BATCH=${2:?}; shift 2 ;;
 		--set) SETTINGS_EXTRA+="${2:?}"$'\n'; shift 2 ;;
 		--keep) KEEP=1; shift ;;
 		-h|--help) usage 0 ;;
@@ -77,6 +84,8 @@ for v in ROWS DUE_ROWS PAIRS RUN_SECONDS CLIENTS RATE; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a positive integer"
 done
 [[ $DUE_ROWS -lt $ROWS ]] || die "--due-rows must be less than --rows"
+[[ -z $COMPARE_BATCH || ($COMPARE_BATCH =~ ^[0-9]+$ && $COMPARE_BATCH -ge 1) ]] ||
+	die "--compare-batch-size must be a positive integer"
 [[ $RUN_SECONDS -gt $((LEAD_SECONDS + 5)) ]] || die "--seconds must be more than $((LEAD_SECONDS + 5))"
 
 # The application's statements wait for row locks; log each wait longer
@@ -92,7 +101,7 @@ PGBENCH=$BINDIR/pgbench
 bench_start_cluster
 say "subexpire gentleness benchmark"
 say "  machine:  $MACHINE"
-say "  server:   ${PG_VERSION%% on *}; subexpire $EXT_VERSION; worker batch_size $BATCH_SIZE"
+say "  server:   ${PG_VERSION%% on *}; subexpire $EXT_VERSION; worker batch_size $BATCH_SIZE${COMPARE_BATCH:+, and $COMPARE_BATCH (expiry2)}"
 say "  data:     $ROWS subscriptions, $DUE_ROWS due; pairs $PAIRS of $RUN_SECONDS s"
 [[ -z $SETTINGS_EXTRA ]] || say "  settings: $(printf '%s' "$SETTINGS_EXTRA" | paste -sd ';' | sed 's/;/; /g')"
 say "  workload: pgbench, $CLIENTS clients, $RATE transactions/s in all (--rate): 80 % read, 20 % renewal"
@@ -175,11 +184,31 @@ longest_app_wait() {
 		END { printf "%.1f %d\n", m, n }'
 }
 
-declare -a B_P99=() E_P99=() B_SP99=() E_SP99=() B_TPS=() E_TPS=() E_RUN=() E_WAIT=() E_LONGEST=() ROWS_OUT=()
+declare -a B_P99=() B_SP99=() B_TPS=() ROWS_OUT=()
+declare -a E_P99=() E_SP99=() E_TPS=() E_RUN=() E_WAIT=() E_LONGEST=()
+declare -a F_P99=() F_SP99=() F_TPS=() F_RUN=() F_WAIT=() F_LONGEST=()
 
+# set_batch_size B: the worker's subexpire.batch_size, once a new session
+# sees it
+set_batch_size() {
+	psqlpg -c "ALTER SYSTEM SET subexpire.batch_size = $1" -c 'SELECT pg_reload_conf()' >/dev/null
+	wait_until "subexpire.batch_size = $1" postgres 30 \
+		"SELECT current_setting('subexpire.batch_size') = '$1'"
+}
+
+# run_phase PAIR PHASE: base (the workload alone), expiry (with the worker
+# at BATCH_SIZE) or expiry2 (at COMPARE_BATCH), whose figures go to the
+# arrays B_*, E_* or F_*.
 run_phase() {
 	local pair=$1 phase=$2 name="$2_$1" offset from to out run_out n secs longest wait waits
+	local a=E
 	restore
+	if [[ $phase == expiry2 ]]; then
+		a=F
+		set_batch_size "$COMPARE_BATCH"
+	elif [[ $phase == expiry && -n $COMPARE_BATCH ]]; then
+		set_batch_size "$BATCH_SIZE"
+	fi
 	offset=$(stat -c %s "$LOG")
 	if [[ $phase == base ]]; then
 		from=$(date +%s.%N)
@@ -208,11 +237,11 @@ run_phase() {
 		out=$(stats "$name" "$from" "$to")
 		read -r tn tps p50 p99 max qp99 rp99 <<<"$out"
 		read -r sp99 sqp99 srp99 < <(server_stats "$offset" "$from" "$to")
-		E_SP99+=("$sp99")
-		E_P99+=("$p99"); E_TPS+=("$tps"); E_RUN+=("$secs"); E_WAIT+=("$wait"); E_LONGEST+=("$longest")
+		eval "${a}_SP99+=(\"\$sp99\") ${a}_P99+=(\"\$p99\") ${a}_TPS+=(\"\$tps\")"
+		eval "${a}_RUN+=(\"\$secs\") ${a}_WAIT+=(\"\$wait\") ${a}_LONGEST+=(\"\$longest\")"
 		ROWS_OUT+=("$n")
-		printf '  pair %d  expiry   %6d tx  %7.1f tx/s  p50 %7.3f ms  p99 %7.3f ms  max %8.3f ms  p99 reads %7.3f, renewals %7.3f ms\n' \
-			"$pair" "$tn" "$tps" "$p50" "$p99" "$max" "$qp99" "$rp99"
+		printf '  pair %d  %-8s %6d tx  %7.1f tx/s  p50 %7.3f ms  p99 %7.3f ms  max %8.3f ms  p99 reads %7.3f, renewals %7.3f ms\n' \
+			"$pair" "$phase" "$tn" "$tps" "$p50" "$p99" "$max" "$qp99" "$rp99"
 		printf '                  server: p99 %7.3f ms; reads %7.3f, renewals %7.3f ms\n' "$sp99" "$sqp99" "$srp99"
 		printf '                  worker: %s rows in %.3f s; longest batch %s s; application lock waits over 10 ms: %s, longest %s ms\n' \
 			"$n" "$secs" "$longest" "$waits" "$wait"
@@ -220,43 +249,53 @@ run_phase() {
 }
 
 say "runs (each from the same starting state; order alternates between pairs):"
+phases=(base expiry)
+[[ -z $COMPARE_BATCH ]] || phases+=(expiry2)
 for ((pair = 1; pair <= PAIRS; pair++)); do
 	if ((pair % 2)); then
-		run_phase "$pair" base
-		run_phase "$pair" expiry
+		order=("${phases[@]}")
 	else
-		run_phase "$pair" expiry
-		run_phase "$pair" base
+		order=()
+		for ((i = ${#phases[@]} - 1; i >= 0; i--)); do order+=("${phases[i]}"); done
 	fi
+	for phase in "${order[@]}"; do run_phase "$pair" "$phase"; done
 done
 
 M_BP99=$(median "${B_P99[@]}")
-M_EP99=$(median "${E_P99[@]}")
 M_BTPS=$(median "${B_TPS[@]}")
-M_ETPS=$(median "${E_TPS[@]}")
-R_P99=$(calc "$M_EP99 / $M_BP99")
 M_BSP99=$(median "${B_SP99[@]}")
-M_ESP99=$(median "${E_SP99[@]}")
-R_SP99=$(calc "$M_ESP99 / $M_BSP99")
-MAX_WAIT=$(printf '%s\n' "${E_WAIT[@]}" | sort -g | tail -n 1)
-MAX_LONGEST=$(printf '%s\n' "${E_LONGEST[@]}" | sort -g | tail -n 1)
-if awk "BEGIN { exit !($R_P99 <= $TARGET_P99_RATIO) }"; then V_P99=met; else V_P99="NOT MET"; fi
-if awk "BEGIN { exit !($R_SP99 <= $TARGET_P99_RATIO) }"; then V_SP99=met; else V_SP99="NOT MET"; fi
-V_WAIT="not measured (no longest_batch in subexpire_runs)"
-if [[ $MAX_LONGEST != n/a ]]; then
-	if awk "BEGIN { exit !($MAX_WAIT <= $MAX_LONGEST * 1000) }"; then V_WAIT=met; else V_WAIT="NOT MET"; fi
-fi
+
+# expiry_rows PREFIX BATCH: the result rows of the expiry phases whose
+# figures are in the arrays PREFIX_*, the worker at batch size BATCH
+expiry_rows() {
+	local -n p99s=$1_P99 sp99s=$1_SP99 tpss=$1_TPS runs=$1_RUN waits=$1_WAIT longests=$1_LONGEST
+	local m_p99 m_sp99 r_p99 r_sp99 v_p99 v_sp99 v_wait max_wait max_longest
+	m_p99=$(median "${p99s[@]}")
+	m_sp99=$(median "${sp99s[@]}")
+	r_p99=$(calc "$m_p99 / $M_BP99")
+	r_sp99=$(calc "$m_sp99 / $M_BSP99")
+	max_wait=$(printf '%s\n' "${waits[@]}" | sort -g | tail -n 1)
+	max_longest=$(printf '%s\n' "${longests[@]}" | sort -g | tail -n 1)
+	if awk "BEGIN { exit !($r_p99 <= $TARGET_P99_RATIO) }"; then v_p99=met; else v_p99="NOT MET"; fi
+	if awk "BEGIN { exit !($r_sp99 <= $TARGET_P99_RATIO) }"; then v_sp99=met; else v_sp99="NOT MET"; fi
+	v_wait="not measured (no longest_batch in subexpire_runs)"
+	if [[ $max_longest != n/a ]]; then
+		if awk "BEGIN { exit !($max_wait <= $max_longest * 1000) }"; then v_wait=met; else v_wait="NOT MET"; fi
+	fi
+	printf '| while the worker expires, batch_size %s (%s s median) | %.1f | %.3f ms | %s | %.3f ms | %s | |\n' "$2" "$(median "${runs[@]}")" "$(median "${tpss[@]}")" "$m_p99" "$(printf '%s ' "${p99s[@]}")" "$m_sp99" "$(printf '%s ' "${sp99s[@]}")"
+	printf '| p99 ratio, batch_size %s | | **%.2f** | %s | **%.2f** | %s | <= %s |\n' "$2" "$r_p99" "$v_p99" "$r_sp99" "$v_sp99" "$TARGET_P99_RATIO"
+	printf '| longest application lock wait, batch_size %s | | %s ms | longest batch %s s | | | <= one batch: %s |\n' "$2" "$max_wait" "$max_longest" "$v_wait"
+}
 
 say
 say "================================================================================"
-say "RESULTS  $ROWS rows, ${ROWS_OUT[0]} expired by the worker (batch_size $BATCH_SIZE), $PAIRS pairs (medians)"
+say "RESULTS  $ROWS rows, ${ROWS_OUT[0]} expired by the worker, $PAIRS pairs (medians)"
 say
 say "| workload ($CLIENTS clients, $RATE tx/s offered) | tx/s | p99 latency, pgbench | runs (p99, ms) | p99 statement, server | runs (p99, ms) | target |"
 say "| --- | ---: | ---: | --- | ---: | --- | --- |"
 printf '| no expiry running | %.1f | %.3f ms | %s | %.3f ms | %s | |\n' "$M_BTPS" "$M_BP99" "$(printf '%s ' "${B_P99[@]}")" "$M_BSP99" "$(printf '%s ' "${B_SP99[@]}")"
-printf '| while the worker expires (%s s median) | %.1f | %.3f ms | %s | %.3f ms | %s | |\n' "$(median "${E_RUN[@]}")" "$M_ETPS" "$M_EP99" "$(printf '%s ' "${E_P99[@]}")" "$M_ESP99" "$(printf '%s ' "${E_SP99[@]}")"
-printf '| p99 ratio | | **%.2f** | %s | **%.2f** | %s | <= %s |\n' "$R_P99" "$V_P99" "$R_SP99" "$V_SP99" "$TARGET_P99_RATIO"
-printf '| longest application lock wait | | %s ms | longest batch %s s | | | <= one batch: %s |\n' "$MAX_WAIT" "$MAX_LONGEST" "$V_WAIT"
+expiry_rows E "$BATCH_SIZE"
+[[ -z $COMPARE_BATCH ]] || expiry_rows F "$COMPARE_BATCH"
 say
 say "Machine: $MACHINE. ${PG_VERSION%% on *}, subexpire $EXT_VERSION."
 say "================================================================================"
