@@ -121,7 +121,9 @@ SELECT count(*) AS database_in_file FROM pg_file_settings WHERE name = 'subexpir
 -- comma, a quote or spaces at their ends; the case tells them apart.
 ALTER SYSTEM SET subexpire.database = ' shop ,Shop, "Billing, EU", "say ""hi"""';
 SELECT setting FROM pg_file_settings WHERE name = 'subexpire.database';
+-- One string: the SQL list form would lose the quotes of "Billing, EU".
 ALTER SYSTEM SET subexpire.database = shop, billing;
+ALTER SYSTEM SET subexpire.database = 'shop, billing';
 ALTER SYSTEM SET subexpire.schedule = '*/5 * * * *';
 ALTER SYSTEM SET subexpire.timezone = 'Europe/Berlin';
 SELECT name, setting FROM pg_file_settings WHERE name LIKE 'subexpire.%' ORDER BY name;

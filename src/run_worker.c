@@ -93,7 +93,7 @@ subexpire_start_run_worker(const char *database, SubexpireRunMode mode,
 	SubexpireRunOutcome outcome;
 
 	set_outcome(SUBEXPIRE_OUTCOME_NONE,
-				"the run worker exited before it could run; see the server log");
+				"the run worker exited before it said how its run ended; see the server log");
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -430,7 +430,7 @@ subexpire_define_settings(void)
 							   "A comma-separated list, such as 'shop, billing'; a name with a comma, a double quote or spaces at its ends in double quotes.",
 							   &subexpire_database,
 							   "postgres",
-							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   PGC_SIGHUP, 0,
 							   check_database, assign_database, NULL);
 
 	DefineCustomStringVariable("subexpire.role",

@@ -62,11 +62,12 @@ typedef struct SubexpireRuleCounters
 /*
  * The statistics of the job in one database: each database has its own
  * (a database's monitoring shows its job, and no other's), in one of a
- * fixed number of slots, taken when the database first counts a run or
- * reads its statistics; when none is free, the slot of the database least
- * recently seen is reused.
+ * fixed number of slots (twice as many as subexpire.database may list),
+ * taken when the database first counts a run; when none is free, the slot
+ * of the database that counted least recently is reused.  A database that
+ * has counted no run reads zeros.
  */
-#define SUBEXPIRE_DATABASE_SLOTS 32
+#define SUBEXPIRE_DATABASE_SLOTS 64
 
 typedef struct SubexpireDatabaseCounters
 {

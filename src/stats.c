@@ -64,12 +64,15 @@ subexpire_duration_bound(int bucket)
  * recently.  The caller holds the lock exclusively.
  */
 /*
- * The counters of the current database, taken when it has none: an
- * inherited slot, a free one, or that of the database least recently seen.
- * The caller holds the lock exclusively.
+ * The counters of the current database, or NULL when it has none.  Its
+ * own slot, or else an inherited one, which it takes; with "take", a free
+ * slot, or else that of the database least recently seen.  Only counting a
+ * run (and a reset) takes a slot: a database that only reads its
+ * statistics (monitoring in a database where the job never ran) must not
+ * push another database's out.  The caller holds the lock exclusively.
  */
 static SubexpireDatabaseCounters *
-database_slot(void)
+database_slot(bool take)
 {
 	SubexpireDatabaseCounters *slot = NULL;
 	SubexpireDatabaseCounters *inherited = NULL;
@@ -97,14 +100,17 @@ database_slot(void)
 		slot = inherited;
 		slot->inherited = false;
 	}
-	else if (slot == NULL)
+	else if (slot == NULL && take)
 	{
 		slot = free_slot ? free_slot : oldest;
 		memset(slot, 0, sizeof(SubexpireDatabaseCounters));
 		subexpire_counters_clear(&slot->counters);
 	}
+	if (slot == NULL)
+		return NULL;
 	slot->dboid = MyDatabaseId;
-	slot->last_used = GetCurrentTimestamp();
+	if (take)
+		slot->last_used = GetCurrentTimestamp();
 	return slot;
 }
 
@@ -184,7 +190,7 @@ subexpire_stats_count_run(TimestampTz started_at, TimestampTz finished_at,
 		bucket++;
 
 	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
-	database = database_slot();
+	database = database_slot(true);
 	c = &database->counters;
 	c->runs_total++;
 	c->last_run_started_at = started_at;
@@ -283,11 +289,16 @@ require_shared_memory(void)
 SubexpireCounters
 subexpire_stats_read(void)
 {
+	SubexpireDatabaseCounters *database;
 	SubexpireCounters c;
 
 	require_shared_memory();
 	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
-	c = database_slot()->counters;
+	database = database_slot(false);
+	if (database != NULL)
+		c = database->counters;
+	else
+		subexpire_counters_clear(&c);	/* no run counted here yet */
 	LWLockRelease(subexpire_shared->lock);
 	return c;
 }
@@ -304,8 +315,8 @@ subexpire_stats_read_rules(SubexpireRuleCounters *rules)
 
 	require_shared_memory();
 	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
-	database = database_slot();
-	for (int i = 0; i < SUBEXPIRE_RULE_SLOTS; i++)
+	database = database_slot(false);
+	for (int i = 0; database != NULL && i < SUBEXPIRE_RULE_SLOTS; i++)
 		if (database->rules[i].rule_name[0] != '\0')
 			rules[n++] = database->rules[i];
 	LWLockRelease(subexpire_shared->lock);
@@ -320,7 +331,7 @@ subexpire_stats_clear(void)
 
 	require_shared_memory();
 	LWLockAcquire(subexpire_shared->lock, LW_EXCLUSIVE);
-	database = database_slot();
+	database = database_slot(true);
 	subexpire_counters_clear(&database->counters);
 	memset(database->rules, 0, sizeof(database->rules));
 	LWLockRelease(subexpire_shared->lock);

@@ -73,14 +73,6 @@ sub wait_until_past
 }
 
 
-# How often $re matches the server log from $offset on.
-sub log_count
-{
-    my ($re, $offset) = @_;
-    my $log = slurp_file($node->logfile, $offset);
-    my $n = () = $log =~ /$re/g;
-    return $n;
-}
 
 # A fault: with the settings that cause it in place, the worker logs
 # $warning; wait for that.
@@ -100,10 +92,10 @@ sub check_fault_holds
     my $pid    = scheduler_pid();
     my $before = $sample->();
     wait_until_past(server_now(), 7);
-    is( log_count(qr/WARNING:  subexpire: cannot run the job: \Q$warning\E/, $offset),
+    is( count_in_log($node, qr/WARNING:  subexpire: cannot run the job: \Q$warning\E/, $offset),
         1, "$what: the warning is logged once, not at every retry");
     is(scheduler_pid(), $pid, "$what: the scheduler is the same process (no crash loop)");
-    is( log_count(qr/background worker "subexpire scheduler" \(PID \d+\) (exited|was terminated)/, $offset),
+    is( count_in_log($node, qr/background worker "subexpire scheduler" \(PID \d+\) (exited|was terminated)/, $offset),
         0, "$what: the scheduler did not exit");
     is($sample->(), $before, "$what: no run happened");
     return;
@@ -184,7 +176,7 @@ $warning = 'role "no_such_role" named by subexpire.role may not connect to datab
 wait_for_warning('no CONNECT', $warning, $offset);
 add_due('postgres', 5, 2);
 check_fault_holds('no CONNECT', $warning, $offset, runs_and_active(5));
-is(log_count(qr/FATAL:  permission denied for database/, $offset),
+is(count_in_log($node, qr/FATAL:  permission denied for database/, $offset),
     0, 'no CONNECT: no run worker was started only to be refused');
 # Granted through a role it is a member of: the scheduler follows the
 # membership as the connection would.
@@ -196,7 +188,7 @@ $node->safe_psql('postgres', q{
 ok($node->poll_query_until('postgres', batch_expired_query(5, 2)),
     'no CONNECT: once granted (through a group role), the worker runs as the role');
 $node->wait_for_log(qr/LOG:  subexpire: runs can start again/, $offset);
-is( log_count(qr/LOG:  subexpire: runs can start again/, $offset),
+is( count_in_log($node, qr/LOG:  subexpire: runs can start again/, $offset),
     1, 'no CONNECT: the log says runs can start again');
 $node->safe_psql('postgres', 'GRANT CONNECT ON DATABASE postgres TO PUBLIC');
 reload_with($node, 'subexpire.role', '');

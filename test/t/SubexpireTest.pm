@@ -9,7 +9,7 @@ use File::Basename qw(dirname);
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(create_reference_schema add_subscriptions reload_with
-  start_one_catch_up_run stop_worker);
+  start_one_catch_up_run stop_worker count_in_log);
 
 # Create the reference schema (test/reference_schema.sql) in $dbname.
 sub create_reference_schema
@@ -56,6 +56,15 @@ sub stop_worker
         SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'subexpire run'})
       or die 'the run worker did not exit';
     return;
+}
+
+# How often $re matches the log of $node from byte $offset on.
+sub count_in_log
+{
+    my ($node, $re, $offset) = @_;
+    my $log = slurp_file($node->logfile, $offset);
+    my $n = () = $log =~ /$re/g;
+    return $n;
 }
 
 # Start one worker run on $node, whose worker is off with a yearly
