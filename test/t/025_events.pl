@@ -236,13 +236,8 @@ add_round(1, $due);
 my $before = max_run();
 worker_on();
 my $run = wait_for_batched_run($before);
-my $pid = query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'subexpire run'");
-like($pid, qr/^\d+$/, 'the run worker is in pg_stat_activity');
-$log_offset = -s $node->logfile;
-kill 'KILL', $pid or die "could not kill $pid: $!";
-$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
-$node->poll_query_until('postgres', 'SELECT true')
-  or die 'the server did not come back after the crash';
+my $pid;
+($pid, $log_offset) = kill_run_worker($node);
 ok( $node->log_contains(qr/background worker "subexpire run" \(PID $pid\) was terminated by signal 9/,
         $log_offset),
     'the run worker was killed in the middle of its run, and the postmaster reinitialized');

@@ -506,13 +506,7 @@ my $killed = query("SELECT run_id $running");
 ok( $node->poll_query_until('postgres', q{
         SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE backend_type = 'subexpire run'}),
     'SIGKILL: the run worker is in the trigger of a row that fails');
-my $pid = query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'subexpire run'");
-like($pid, qr/^\d+$/, 'SIGKILL: the run worker is in pg_stat_activity');
-my $log_offset = -s $node->logfile;
-kill 'KILL', $pid or die "could not kill $pid: $!";
-$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
-$node->poll_query_until('postgres', 'SELECT true')
-  or die 'the server did not come back after the crash';
+my ($pid, $log_offset) = kill_run_worker($node);
 ok( $node->log_contains(qr/background worker "subexpire run" \(PID $pid\) was terminated by signal 9/,
         $log_offset),
     'SIGKILL: the run worker was killed in the middle of its run');

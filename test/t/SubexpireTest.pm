@@ -9,7 +9,7 @@ use File::Basename qw(dirname);
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(create_reference_schema add_subscriptions reload_with
-  start_one_catch_up_run stop_worker count_in_log);
+  start_one_catch_up_run stop_worker count_in_log kill_run_worker);
 
 # Create the reference schema (test/reference_schema.sql) in $dbname.
 sub create_reference_schema
@@ -65,6 +65,24 @@ sub count_in_log
     my $log = slurp_file($node->logfile, $offset);
     my $n = () = $log =~ /$re/g;
     return $n;
+}
+
+# Kill the run worker of $node with SIGKILL, and wait until the postmaster
+# has reinitialized and the server takes connections again (the node must
+# have restart_after_crash on).  Returns the killed pid and the log offset
+# from before the kill.
+sub kill_run_worker
+{
+    my ($node) = @_;
+    my $pid = $node->safe_psql('postgres',
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'subexpire run'");
+    die 'no run worker to kill' unless $pid =~ /^\d+$/;
+    my $offset = -s $node->logfile;
+    kill 'KILL', $pid or die "could not kill $pid: $!";
+    $node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
+    $node->poll_query_until('postgres', 'SELECT true')
+      or die 'the server did not come back after the crash';
+    return ($pid, $offset);
 }
 
 # Start one worker run on $node, whose worker is off with a yearly
