@@ -94,7 +94,7 @@ sub worker_run_after
 # The server log from $offset to the end of the LOG line of the first
 # worker run after run $after that expired rows: what that run did, and
 # not what a run after it did before the worker was turned off.
-sub run_log
+sub log_of_run
 {
     my ($offset, $after) = @_;
     my $run = $node->safe_psql('postgres', qq{
@@ -144,7 +144,7 @@ sub in_page_order
 
 # What the run ran: the list of due rows, then the UPDATEs that take a
 # batch of it ($6), in order, each with its plan.
-my $log = run_log($log_offset, 0);
+my $log = log_of_run($log_offset, 0);
 my @statements = $log =~ /(Query Text: (?:SELECT ctid|UPDATE ONLY) .*?)(?=\n\S|\z)/sg;
 my @batches = grep { /ANY \(\$6\) AND .* FOR NO KEY UPDATE SKIP LOCKED/ } @statements;
 like($statements[0], qr/^Query Text: SELECT ctid FROM ONLY public\.subscriptions WHERE status/,
@@ -217,7 +217,7 @@ is( $node->safe_psql('postgres', q{
         FROM (SELECT status, count(*) AS n FROM subs_parted GROUP BY status) AS s}),
     'active:20 expired:500', 'every due row expired, none of the others');
 
-$log = run_log($log_offset, $last_run);
+$log = log_of_run($log_offset, $last_run);
 for my $partition (qw(subs_parted_free subs_parted_premium))
 {
     my @statements = grep { /ANY \(\$6\) AND .* FOR NO KEY UPDATE SKIP LOCKED/ }
@@ -253,7 +253,7 @@ is( $node->safe_psql('postgres', q{
         SELECT count(*) FROM subscriptions
         WHERE status = 'active' AND expires_at <= now()}),
     '0', 'no due row is left');
-$log = run_log($log_offset, $last_run);
+$log = log_of_run($log_offset, $last_run);
 my @lists = $log =~ /Query Text: SELECT ctid FROM ONLY public\.subscriptions WHERE status/g;
 is(scalar(@lists), 2, 'the run made two lists of the due rows, the second after the first was used up');
 # 174,762 rows in batches of 50,000, then 25,238 in one; a batch is one
